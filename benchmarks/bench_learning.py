@@ -1,0 +1,105 @@
+"""Learning benchmark: do the shipped defaults learn, seed after seed?
+
+CartPole-v1: with the shipped defaults, how many of 10 seeds reach a greedy evaluation mean
+return >= 475 within 50,000 env steps. LunarLander-v3: with the shipped LunarLander preset, the
+median over 5 seeds of the final greedy evaluation after 300,000 env steps (target >= 200).
+
+    .venv/bin/python -m benchmarks.bench_learning --env CartPole-v1
+    .venv/bin/python -m benchmarks.bench_learning --env LunarLander-v3
+
+Seeds train as one group (the same per-seed results as training each alone). Per-seed figures go
+to a Markdown table on stdout and to JSON under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dqn_agent import Budget, EvalSettings, TrialSpec, default_config, train_group
+
+TARGETS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {"seeds": 10, "env_steps": 50_000, "threshold": 475.0, "eval_every": 2_500},
+    "LunarLander-v3": {"seeds": 5, "env_steps": 300_000, "threshold": 200.0, "eval_every": 10_000},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", choices=sorted(TARGETS), default="CartPole-v1")
+    parser.add_argument("--seeds", type=int, help="number of seeds (default: the target's)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+
+    target = TARGETS[args.env]
+    n_seeds = args.seeds or target["seeds"]
+    torch.set_num_threads(1)
+    specs = [
+        TrialSpec(
+            env_id=args.env,
+            agent=default_config(args.env),
+            seed=seed,
+            budget=Budget(env_steps=target["env_steps"]),
+            eval=EvalSettings(every_steps=target["eval_every"], episodes=10),
+        )
+        for seed in range(n_seeds)
+    ]
+    start = time.perf_counter()
+    results = train_group(specs)
+    wall_s = time.perf_counter() - start
+
+    threshold = target["threshold"]
+    rows: list[dict[str, Any]] = []
+    for result in results:
+        evals = result.evals
+        reached = evals.loc[evals["eval_return_mean"] >= threshold, "env_step"]
+        rows.append(
+            {
+                "seed": result.spec.seed,
+                "best_eval": float(evals["eval_return_mean"].max()),
+                "final_eval": float(evals["eval_return_mean"].iloc[-1]),
+                "first_step_at_threshold": int(reached.iloc[0]) if len(reached) else None,
+            }
+        )
+    finals = [float(r["final_eval"]) for r in rows]
+    record = {
+        "env_id": args.env,
+        "agent": specs[0].agent.to_dict(),
+        "env_steps": target["env_steps"],
+        "threshold": threshold,
+        "seeds": rows,
+        "n_reached_threshold": sum(r["first_step_at_threshold"] is not None for r in rows),
+        "median_final_eval": statistics.median(finals),
+        "wall_s": wall_s,
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "command": f"python -m benchmarks.bench_learning --env {args.env}",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"learning_{args.env}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+    print(f"## {args.env}: {n_seeds} seeds, {target['env_steps']:,} env steps, {wall_s:.0f} s\n")
+    print("| seed | best eval | final eval | first env step with eval >= threshold |")
+    print("|---:|---:|---:|---:|")
+    for r in rows:
+        first = r["first_step_at_threshold"]
+        print(
+            f"| {r['seed']} | {r['best_eval']:.1f} | {r['final_eval']:.1f} | "
+            f"{'never' if first is None else f'{first:,}'} |"
+        )
+    print(
+        f"\nreached {threshold:g}: {record['n_reached_threshold']} of {n_seeds}; "
+        f"median final eval {record['median_final_eval']:.1f}; written to {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Saving final weights together with their config, and loading them back as a greedy policy.
+
+A saved file is enough to rebuild the network and act: nobody needs to remember the settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dqn_agent.config import AgentConfig
+from dqn_agent.envs import make_env
+from dqn_agent.networks import QNetwork
+
+FORMAT_VERSION = 1
+
+
+def save_weights(
+    path: str | os.PathLike[str],
+    *,
+    state_dict: dict[str, torch.Tensor],
+    config: AgentConfig,
+    env_id: str,
+    obs_dim: int,
+    n_actions: int,
+) -> None:
+    """Write weights and everything needed to rebuild their network, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    payload = {
+        "format": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "env_id": env_id,
+        "obs_dim": obs_dim,
+        "n_actions": n_actions,
+        "state_dict": state_dict,
+    }
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+class GreedyPolicy:
+    """A trained Q-network that acts greedily: argmax_a Q(s, a)."""
+
+    def __init__(self, network: QNetwork, *, config: AgentConfig, env_id: str) -> None:
+        self.network = network.eval()
+        self.config = config
+        self.env_id = env_id
+
+    def q_values(self, obs: np.ndarray[Any, Any] | torch.Tensor) -> torch.Tensor:
+        """Q-values of a batch of observations: (batch, obs_dim) -> (batch, n_actions)."""
+        x = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1, self.network_obs_dim)
+        with torch.no_grad():
+            q: torch.Tensor = self.network(x)[0]
+        return q
+
+    @property
+    def network_obs_dim(self) -> int:
+        return int(self.network.layers()[0].weight.shape[1])
+
+    def act(self, obs: np.ndarray[Any, Any]) -> int:
+        """The greedy action for one observation."""
+        return int(self.q_values(obs).argmax(dim=-1)[0])
+
+    def evaluate(self, *, episodes: int = 10, seed: int = 0) -> list[float]:
+        """Returns of `episodes` greedy episodes on a fresh env seeded with `seed`."""
+        env = make_env(self.env_id)
+        returns = []
+        obs, _ = env.reset(seed=seed)
+        for _ in range(episodes):
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(self.act(obs))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+            obs, _ = env.reset()
+        env.close()
+        return returns
+
+
+def load(path: str | os.PathLike[str], *, device: str = "cpu") -> GreedyPolicy:
+    """Rebuild a policy from a file written by `save_weights` (or `TrialResult.save`)."""
+    payload = torch.load(Path(path), map_location=device, weights_only=True)
+    if payload.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a dqn_agent weights file of format {FORMAT_VERSION}")
+    config = AgentConfig.from_dict(payload["config"])
+    network = QNetwork(
+        1,
+        int(payload["obs_dim"]),
+        int(payload["n_actions"]),
+        config.hidden_sizes,
+        dueling=config.dueling,
+    )
+    network.load_state_dict(payload["state_dict"])
+    return GreedyPolicy(network.to(device), config=config, env_id=str(payload["env_id"]))

@@ -1,0 +1,243 @@
+"""Typed settings of a DQN trial: the agent's hyperparameters, the budget and the evaluation.
+
+Every setting is a field of a frozen dataclass with a one-line docstring, checked when the object
+is built: a bad value raises a `ValueError` that names the field and the allowed values, long
+before any environment is made or any file is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+LossName = Literal["mse", "huber"]
+ScheduleName = Literal["exponential", "linear"]
+
+
+def _fail(name: str, value: object, allowed: str) -> ValueError:
+    return ValueError(f"{name}={value!r} is invalid: allowed values are {allowed}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """Hyperparameters of one DQN agent. The defaults solve CartPole-v1 within 50,000 steps."""
+
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Widths of the Q-network's hidden layers, input side first (e.g. (64, 64))."""
+    lr: float = 2.3e-3
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount factor of future rewards, in [0, 1]."""
+    batch_size: int = 64
+    """Transitions per gradient step, sampled uniformly from the replay buffer."""
+    buffer_size: int = 100_000
+    """Capacity of the replay buffer in transitions (oldest overwritten first)."""
+    learning_starts: int = 1_000
+    """Env steps of pure exploration before the first gradient step."""
+    train_every: int = 256
+    """Env steps between two rounds of gradient steps."""
+    gradient_steps: int = 128
+    """Gradient steps in each round."""
+    target_update_every: int = 10
+    """Env steps between two target-network updates (a copy, or a Polyak step if tau < 1)."""
+    tau: float = 1.0
+    """Target update rate in (0, 1]: 1 copies the online weights, smaller values blend them in."""
+    loss: LossName = "huber"
+    """TD loss: 'mse' (squared error) or 'huber' (quadratic near zero, linear beyond 1)."""
+    double: bool = False
+    """Double DQN: the online network picks the next action, the target network scores it."""
+    dueling: bool = False
+    """Dueling head: Q(s, a) = V(s) + A(s, a) - mean_a A(s, a)."""
+    epsilon_start: float = 1.0
+    """Exploration probability at step 0."""
+    epsilon_end: float = 0.04
+    """Exploration probability the schedule decays to."""
+    epsilon_decay_steps: int = 8_000
+    """Linear: steps to reach epsilon_end. Exponential: steps for the excess over the end to
+    shrink by a factor e."""
+    epsilon_schedule: ScheduleName = "linear"
+    """Shape of the epsilon decay: 'exponential' or 'linear'."""
+    max_grad_norm: float | None = 10.0
+    """Clip each gradient step's global norm to this value; None turns clipping off."""
+
+    def __post_init__(self) -> None:
+        sizes = tuple(self.hidden_sizes)
+        object.__setattr__(self, "hidden_sizes", sizes)
+        if not sizes or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in sizes):
+            raise _fail("hidden_sizes", list(sizes), "a non-empty list of positive integers")
+        _check_range("lr", self.lr, low=0.0, low_open=True)
+        _check_range("gamma", self.gamma, low=0.0, high=1.0)
+        _check_range("tau", self.tau, low=0.0, high=1.0, low_open=True)
+        for name in ("batch_size", "buffer_size", "train_every", "gradient_steps"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("target_update_every", self.target_update_every, minimum=1)
+        _check_int("learning_starts", self.learning_starts, minimum=0)
+        _check_int("epsilon_decay_steps", self.epsilon_decay_steps, minimum=1)
+        if self.batch_size > self.buffer_size:
+            raise _fail("batch_size", self.batch_size, f"at most buffer_size ({self.buffer_size})")
+        if self.loss not in ("mse", "huber"):
+            raise _fail("loss", self.loss, "'mse' or 'huber'")
+        if self.epsilon_schedule not in ("exponential", "linear"):
+            raise _fail("epsilon_schedule", self.epsilon_schedule, "'exponential' or 'linear'")
+        for name in ("double", "dueling"):
+            if not isinstance(getattr(self, name), bool):
+                raise _fail(name, getattr(self, name), "true or false")
+        _check_range("epsilon_start", self.epsilon_start, low=0.0, high=1.0)
+        _check_range("epsilon_end", self.epsilon_end, low=0.0, high=1.0)
+        if self.epsilon_end > self.epsilon_start:
+            raise _fail(
+                "epsilon_end", self.epsilon_end, f"at most epsilon_start ({self.epsilon_start})"
+            )
+        if self.max_grad_norm is not None:
+            _check_range("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> AgentConfig:
+        """Build from plain data (YAML, JSON); unknown names raise a `ValueError` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown agent hyperparameter(s) {unknown}: allowed names are {sorted(known)}"
+            )
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, not tuples) that `from_dict` turns back into an equal config."""
+        values = dataclasses.asdict(self)
+        values["hidden_sizes"] = list(self.hidden_sizes)
+        return values
+
+
+def _check_range(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(name, value, "a number")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf)" if high is None else f"{high:g}]"
+        raise _fail(name, value, f"numbers in {left}{lo}, {hi}")
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(name, value, f"integers >= {minimum}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """How long a trial trains: a number of env steps, or of finished training episodes."""
+
+    env_steps: int | None = 50_000
+    """Env steps to train for (None when the budget is in episodes)."""
+    episodes: int | None = None
+    """Training episodes to finish (None when the budget is in env steps)."""
+
+    def __post_init__(self) -> None:
+        if (self.env_steps is None) == (self.episodes is None):
+            raise ValueError("budget: give exactly one of env_steps or episodes")
+        if self.env_steps is not None:
+            _check_int("budget.env_steps", self.env_steps, minimum=1)
+        if self.episodes is not None:
+            _check_int("budget.episodes", self.episodes, minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSettings:
+    """Greedy evaluation of the online network on an evaluation env seeded apart from training."""
+
+    every_steps: int = 2_500
+    """Env steps between two evaluations (also one at step 0 and one at the end)."""
+    episodes: int = 10
+    """Episodes averaged at each evaluation."""
+
+    def __post_init__(self) -> None:
+        _check_int("eval.every_steps", self.every_steps, minimum=1)
+        _check_int("eval.episodes", self.episodes, minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialSpec:
+    """The whole unit of work of one trial: what to train, on what, for how long, with which seed.
+
+    Its `trial_id` is a hash of its content (never of a time or a device), so the same settings
+    always name the same trial and a changed hyperparameter names a new one.
+    """
+
+    env_id: str
+    """Gymnasium id of a flat-Box-observation, Discrete-action environment."""
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    """Hyperparameters of the agent."""
+    seed: int = 0
+    """The only source of randomness: network init, exploration, replay sampling, envs."""
+    budget: Budget = field(default_factory=Budget)
+    """How long to train."""
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    """When and how long to evaluate."""
+    label: str = "default"
+    """Short text naming what varies in the sweep, e.g. 'hidden_sizes=64x64'."""
+    device: str = "cpu"
+    """Torch device to train on ('cpu', 'cuda', 'cuda:1'); not part of the trial's identity."""
+
+    def __post_init__(self) -> None:
+        _check_int("seed", self.seed, minimum=0)
+        if not self.env_id:
+            raise ValueError("env_id is empty: give a gymnasium id such as 'CartPole-v1'")
+
+    def identity(self) -> dict[str, Any]:
+        """The content that defines the trial (and so its id): everything but device and label."""
+        return {
+            "env_id": self.env_id,
+            "agent": self.agent.to_dict(),
+            "seed": self.seed,
+            "budget": dataclasses.asdict(self.budget),
+            "eval": dataclasses.asdict(self.eval),
+        }
+
+    @property
+    def trial_id(self) -> str:
+        """Stable short id: the first 12 hex digits of the SHA-256 of the identity as JSON."""
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def hidden_sizes_text(sizes: Sequence[int]) -> str:
+    """Layer widths as the text the results carry, e.g. (64, 64) -> '64x64'."""
+    return "x".join(str(h) for h in sizes)
+
+
+#: Shipped defaults for environments whose good settings differ from CartPole's.
+PRESETS: dict[str, AgentConfig] = {
+    "CartPole-v1": AgentConfig(),
+    "LunarLander-v3": AgentConfig(
+        hidden_sizes=(256, 256),
+        lr=6.3e-4,
+        batch_size=128,
+        buffer_size=50_000,
+        learning_starts=0,
+        train_every=4,
+        gradient_steps=4,
+        target_update_every=250,
+        epsilon_end=0.1,
+        epsilon_decay_steps=12_000,
+        max_grad_norm=10.0,
+    ),
+}
+
+
+def default_config(env_id: str) -> AgentConfig:
+    """The shipped hyperparameters for `env_id` (CartPole's where none are shipped)."""
+    return PRESETS.get(env_id, AgentConfig())

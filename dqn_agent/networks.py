@@ -1,0 +1,108 @@
+"""Q-networks for a group of independent agents, stacked along a leading seed axis.
+
+A group of K agents (one per seed) shares nothing but the arithmetic: each agent's weights are one
+slice of a (K, fan_in, fan_out) tensor, and a batched matrix product evaluates all K networks in
+one call. With K = 1 this is an ordinary MLP. Each slice is initialised from its own seed's
+generator, so an agent's weights do not depend on which other seeds share its group.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class StackedLinear(nn.Module):
+    """K independent affine maps y_k = x_k W_k + b_k, evaluated as one batched product."""
+
+    def __init__(self, n_agents: int, fan_in: int, fan_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_agents, fan_in, fan_out))  # (K, in, out)
+        self.bias = nn.Parameter(torch.empty(n_agents, 1, fan_out))  # (K, 1, out)
+
+    def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
+        """PyTorch's default `nn.Linear` init, drawn for agent k from `generators[k]`."""
+        bound = 1.0 / math.sqrt(self.weight.shape[1])
+        with torch.no_grad():
+            for k, gen in enumerate(generators):
+                w = torch.rand(self.weight.shape[1:], generator=gen) * 2 * bound - bound
+                b = torch.rand(self.bias.shape[1:], generator=gen) * 2 * bound - bound
+                self.weight[k].copy_(w)
+                self.bias[k].copy_(b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (K, batch, in) @ (K, in, out) + (K, 1, out) -> (K, batch, out)
+        out: torch.Tensor = torch.baddbmm(self.bias, x, self.weight)
+        return out
+
+
+class QNetwork(nn.Module):
+    """An MLP from observations to one Q-value per action, for K agents at once.
+
+    With `dueling`, the last hidden layer feeds two heads, a state value V(s) and advantages
+    A(s, a), combined as V + A - mean(A) so that V and A are identifiable.
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        obs_dim: int,
+        n_actions: int,
+        hidden_sizes: Sequence[int],
+        *,
+        dueling: bool = False,
+    ) -> None:
+        super().__init__()
+        widths = [obs_dim, *hidden_sizes]
+        self.hidden = nn.ModuleList(
+            StackedLinear(n_agents, fan_in, fan_out)
+            for fan_in, fan_out in itertools.pairwise(widths)
+        )
+        self.dueling = dueling
+        self.advantage = StackedLinear(n_agents, widths[-1], n_actions)
+        self.value = StackedLinear(n_agents, widths[-1], 1) if dueling else None
+
+    def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
+        """Initialise every layer, agent k from `generators[k]`, in a fixed layer order."""
+        for layer in self.layers():
+            layer.reset_parameters(generators)
+
+    def layers(self) -> list[StackedLinear]:
+        """All affine layers, input side first, heads last."""
+        heads = [self.advantage] if self.value is None else [self.advantage, self.value]
+        return [*self.hidden, *heads]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values: obs (K, batch, obs_dim) -> (K, batch, n_actions)."""
+        x = obs
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        advantage: torch.Tensor = self.advantage(x)  # (K, batch, n_actions)
+        if self.value is None:
+            return advantage
+        value: torch.Tensor = self.value(x)  # (K, batch, 1)
+        return value + advantage - advantage.mean(dim=-1, keepdim=True)
+
+
+def per_agent_grad_norm(parameters: Sequence[nn.Parameter]) -> torch.Tensor:
+    """Global gradient norm of each agent: sqrt of the sum of squares over its slices. -> (K,)"""
+    squares = [p.grad.pow(2).flatten(1).sum(dim=1) for p in parameters if p.grad is not None]
+    return torch.stack(squares).sum(dim=0).sqrt()
+
+
+def clip_grad_norm_per_agent(parameters: Sequence[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale each agent's gradients so that its global norm is at most `max_norm`.
+
+    The same rule as `torch.nn.utils.clip_grad_norm_`, applied agent by agent: one agent's large
+    gradient never shrinks another's step. Returns the norms before clipping, shape (K,).
+    """
+    norms = per_agent_grad_norm(parameters)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # (K,)
+    for p in parameters:
+        if p.grad is not None:
+            p.grad.mul_(scale.view(-1, *([1] * (p.grad.dim() - 1))))
+    return norms

@@ -1,0 +1,59 @@
+"""TD targets, the TD loss, and target-network updates.
+
+Double DQN is a flag on the target: the online network chooses the next action and the target
+network evaluates it, which removes most of the max operator's upward bias.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from dqn_agent.buffer import Batch
+from dqn_agent.config import LossName
+from dqn_agent.networks import QNetwork
+
+
+def td_target(
+    batch: Batch, online: QNetwork, target: QNetwork, *, gamma: float, double: bool
+) -> torch.Tensor:
+    """r + gamma * (1 - terminated) * Q_target(s', a*), shape (K, batch).
+
+    a* = argmax_a Q_target(s', a) for DQN, argmax_a Q_online(s', a) for Double DQN. A transition
+    cut by a time limit is stored with terminated = 0, so it bootstraps as it should.
+    """
+    with torch.no_grad():
+        next_q = target(batch.next_obs)  # (K, batch, n_actions)
+        if double:
+            best = online(batch.next_obs).argmax(dim=-1, keepdim=True)  # (K, batch, 1)
+            next_value = next_q.gather(-1, best).squeeze(-1)
+        else:
+            next_value = next_q.max(dim=-1).values  # (K, batch)
+        y: torch.Tensor = batch.rewards + gamma * (1.0 - batch.terminated) * next_value
+        return y
+
+
+def td_loss(
+    q_taken: torch.Tensor, target: torch.Tensor, kind: LossName
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss to minimise and each agent's mean loss (K,), from Q(s, a) and targets, both (K, batch).
+
+    The loss to minimise is the SUM over agents of their mean losses, so each agent's gradient is
+    exactly what it would be if it trained alone.
+    """
+    if kind == "huber":
+        elementwise = F.smooth_l1_loss(q_taken, target, reduction="none")
+    else:
+        elementwise = F.mse_loss(q_taken, target, reduction="none")
+    per_agent = elementwise.mean(dim=1)  # (K,)
+    return per_agent.sum(), per_agent.detach()
+
+
+def update_target(online: QNetwork, target: QNetwork, *, tau: float) -> None:
+    """Polyak update target <- tau * online + (1 - tau) * target; tau = 1 is a hard copy."""
+    with torch.no_grad():
+        for t, o in zip(target.parameters(), online.parameters(), strict=True):
+            if tau >= 1.0:
+                t.copy_(o)
+            else:
+                t.lerp_(o, tau)

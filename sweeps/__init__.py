@@ -1,0 +1,1 @@
+"""Sweeps of DQN trials on Ray: spec, plan, runner, store, command line."""

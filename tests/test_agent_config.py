@@ -1,0 +1,95 @@
+"""Agent settings are checked when built, and errors name the field and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dqn_agent import AgentConfig, Budget, EvalSettings, TrialSpec, default_config
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "allowed"),
+    [
+        ({"hidden_sizes": ()}, "hidden_sizes", "non-empty list of positive integers"),
+        ({"hidden_sizes": (64, 0)}, "hidden_sizes", "non-empty list of positive integers"),
+        ({"gamma": 1.5}, "gamma", "[0, 1]"),
+        ({"gamma": -0.1}, "gamma", "[0, 1]"),
+        ({"tau": 0.0}, "tau", "(0, 1]"),
+        ({"tau": 1.2}, "tau", "(0, 1]"),
+        ({"batch_size": 128, "buffer_size": 64}, "batch_size", "at most buffer_size (64)"),
+        ({"lr": 0.0}, "lr", "(0, inf)"),
+        ({"loss": "l1"}, "loss", "'mse' or 'huber'"),
+        ({"epsilon_schedule": "cosine"}, "epsilon_schedule", "'exponential' or 'linear'"),
+        ({"train_every": 0}, "train_every", "integers >= 1"),
+        ({"learning_starts": -1}, "learning_starts", "integers >= 0"),
+        ({"epsilon_start": 0.1, "epsilon_end": 0.5}, "epsilon_end", "at most epsilon_start"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm", "(0, inf)"),
+        ({"double": "yes"}, "double", "true or false"),
+    ],
+)
+def test_invalid_values_name_the_field_and_allowed_values(
+    changes: dict[str, Any], field: str, allowed: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        AgentConfig(**changes)
+    message = str(info.value)
+    assert message.startswith(f"{field}=")
+    assert allowed in message
+
+
+def test_unknown_names_are_refused_with_the_allowed_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown agent hyperparameter\(s\) \['hiden_sizes'\]"):
+        AgentConfig.from_dict({"hiden_sizes": [64]})
+
+
+def test_dict_round_trip_gives_an_equal_config() -> None:
+    config = AgentConfig(hidden_sizes=(64, 32), double=True, dueling=True, tau=0.005)
+    assert AgentConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict()["hidden_sizes"] == [64, 32]
+
+
+def test_budget_needs_exactly_one_measure() -> None:
+    with pytest.raises(ValueError, match="exactly one of env_steps or episodes"):
+        Budget(env_steps=100, episodes=3)
+    with pytest.raises(ValueError, match=r"budget\.episodes"):
+        Budget(env_steps=None, episodes=0)
+    with pytest.raises(ValueError, match=r"eval\.every_steps"):
+        EvalSettings(every_steps=0)
+
+
+def test_trial_id_depends_on_content_not_on_device_or_label() -> None:
+    spec = TrialSpec(env_id="CartPole-v1", seed=3)
+    same = TrialSpec(env_id="CartPole-v1", seed=3, device="cuda", label="other")
+    assert spec.trial_id == same.trial_id
+    assert TrialSpec(env_id="CartPole-v1", seed=4).trial_id != spec.trial_id
+    changed = TrialSpec(env_id="CartPole-v1", seed=3, agent=AgentConfig(lr=1e-3))
+    assert changed.trial_id != spec.trial_id
+
+
+def test_course_experiment_is_expressible_by_settings_alone() -> None:
+    for sizes in [(64,), (256,), (64, 64), (256, 256)]:
+        config = AgentConfig(
+            hidden_sizes=sizes,
+            lr=1e-3,
+            batch_size=64,
+            buffer_size=5000,
+            gamma=0.99,
+            target_update_every=50,
+            tau=1.0,
+            epsilon_start=1.0,
+            epsilon_end=0.05,
+            epsilon_schedule="exponential",
+            epsilon_decay_steps=750,
+            loss="mse",
+            train_every=1,
+            gradient_steps=1,
+        )
+        assert config.hidden_sizes == sizes
+
+
+def test_presets_are_valid_and_cartpole_is_the_default() -> None:
+    assert default_config("CartPole-v1") == AgentConfig()
+    assert default_config("LunarLander-v3").batch_size == 128
+    assert default_config("Acrobot-v1") == AgentConfig()

@@ -1,0 +1,158 @@
+"""The training loop: reproducible from the seed, independent of grouping, and it learns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from dqn_agent import AgentConfig, Budget, EvalSettings, Progress, TrialSpec, train, train_group
+
+# Small and quick: learning starts early and updates every step.
+QUICK = AgentConfig(
+    hidden_sizes=(32,),
+    lr=1e-3,
+    batch_size=32,
+    buffer_size=2_000,
+    learning_starts=100,
+    train_every=1,
+    gradient_steps=1,
+    target_update_every=50,
+    epsilon_decay_steps=500,
+)
+
+
+def _spec(seed: int, steps: int = 1_500, **changes: Any) -> TrialSpec:
+    agent = AgentConfig.from_dict({**QUICK.to_dict(), **changes})
+    return TrialSpec(
+        env_id="CartPole-v1",
+        agent=agent,
+        seed=seed,
+        budget=Budget(env_steps=steps),
+        eval=EvalSettings(every_steps=500, episodes=2),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_same_seed_gives_identical_results() -> None:
+    first, second = train(_spec(3)), train(_spec(3))
+    pd.testing.assert_frame_equal(
+        first.episodes.drop(columns="wall_s"), second.episodes.drop(columns="wall_s")
+    )
+    pd.testing.assert_frame_equal(
+        first.evals.drop(columns="wall_s"), second.evals.drop(columns="wall_s")
+    )
+    for name, tensor in first.state_dict.items():
+        assert torch.equal(tensor, second.state_dict[name]), name
+
+
+def test_different_seeds_give_different_returns() -> None:
+    a, b = train(_spec(1)), train(_spec(2))
+    assert a.episodes["episode_return"].tolist() != b.episodes["episode_return"].tolist()
+
+
+@pytest.mark.parametrize("changes", [{}, {"double": True, "dueling": True, "tau": 0.01}])
+def test_a_seed_trains_the_same_alone_or_in_a_group(changes: dict[str, Any]) -> None:
+    group = train_group([_spec(seed, **changes) for seed in (5, 6, 7)])
+    alone = train(_spec(6, **changes))
+    pd.testing.assert_series_equal(
+        group[1].episodes["episode_return"], alone.episodes["episode_return"]
+    )
+    pd.testing.assert_series_equal(
+        group[1].evals["eval_return_mean"], alone.evals["eval_return_mean"]
+    )
+    assert group[0].episodes["episode_return"].tolist() != alone.episodes["episode_return"].tolist()
+
+
+def test_rows_carry_the_trial_columns_and_the_tables_are_consistent() -> None:
+    spec = _spec(4)
+    result = train(spec)
+    for table in (result.episodes, result.evals):
+        assert (table["trial_id"] == spec.trial_id).all()
+        assert (table["hidden_sizes"] == "32").all()
+        assert (table["seed"] == 4).all() and (table["env_id"] == "CartPole-v1").all()
+        assert (table["config"] == "default").all()
+    episodes = result.episodes
+    assert episodes["episode"].tolist() == list(range(len(episodes)))
+    assert episodes["env_step"].is_monotonic_increasing
+    # Each episode ends episode_length steps after the previous one ended.
+    assert (
+        episodes["env_step"].diff().iloc[1:].tolist()
+        == episodes["episode_length"].iloc[1:].tolist()
+    )
+    assert (episodes["episode_return"] == episodes["episode_length"]).all()  # CartPole: +1 a step
+    assert result.evals["env_step"].tolist() == [0, 500, 1_000, 1_500]
+    assert result.env_steps == 1_500
+    assert result.evals["q_mean"].iloc[1:].notna().all()
+
+
+def test_budget_in_episodes_stops_after_that_many_episodes() -> None:
+    spec = TrialSpec(
+        env_id="CartPole-v1",
+        agent=QUICK,
+        seed=0,
+        budget=Budget(env_steps=None, episodes=7),
+        eval=EvalSettings(every_steps=10_000, episodes=1),
+    )
+    result = train(spec)
+    assert len(result.episodes) == 7
+    assert result.env_steps == int(result.episodes["env_step"].iloc[-1])
+    with pytest.raises(ValueError, match="budget in episodes needs a group of one"):
+        train_group([spec, TrialSpec(**{**spec.__dict__, "seed": 1})])
+
+
+def test_group_members_must_differ_only_in_seed() -> None:
+    with pytest.raises(ValueError, match="differ only in seed"):
+        train_group([_spec(1), _spec(2, lr=3e-3)])
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        train_group([_spec(1), _spec(1)])
+
+
+def test_progress_is_reported() -> None:
+    seen: list[Progress] = []
+    train(_spec(0, steps=2_000), progress=seen.append)
+    assert [p.env_step for p in seen] == [500, 1_000, 1_500, 2_000]
+    assert seen[-1].total_env_steps == 2_000 and seen[-1].last_eval_return is not None
+
+
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "MountainCar-v0", "LunarLander-v3"])
+def test_other_discrete_envs_train(env_id: str) -> None:
+    spec = TrialSpec(
+        env_id=env_id,
+        agent=QUICK,
+        seed=0,
+        budget=Budget(env_steps=300),
+        eval=EvalSettings(every_steps=300, episodes=1),
+    )
+    assert train(spec).evals["env_step"].tolist() == [0, 300]
+
+
+def test_agent_clears_a_reward_threshold_on_cartpole_within_a_small_budget() -> None:
+    # Untrained agents average about 10-20; 150 needs a real policy.
+    spec = TrialSpec(
+        env_id="CartPole-v1",
+        agent=AgentConfig(
+            hidden_sizes=(64, 64),
+            lr=1e-3,
+            batch_size=64,
+            buffer_size=10_000,
+            learning_starts=500,
+            train_every=1,
+            gradient_steps=1,
+            target_update_every=100,
+            epsilon_decay_steps=3_000,
+            epsilon_end=0.02,
+        ),
+        seed=0,
+        budget=Budget(env_steps=5_000),
+        eval=EvalSettings(every_steps=1_000, episodes=5),
+    )
+    result = train(spec)
+    assert result.evals["eval_return_mean"].iloc[0] < 50
+    assert result.evals["eval_return_mean"].max() >= 150
