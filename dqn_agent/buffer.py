@@ -8,7 +8,6 @@ so the target still bootstraps from the next state).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -64,16 +63,15 @@ class ReplayBuffer:
         self.pos = (i + 1) % self.capacity
         self.full = self.full or self.pos == 0
 
-    def sample(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
-        """Draw `batch_size` stored transitions uniformly, with replacement, agent k from
-        `generators[k]` (so an agent's draws do not depend on the rest of its group)."""
+    def sample(self, uniforms: torch.Tensor) -> Batch:
+        """Draw stored transitions uniformly, with replacement: uniforms (K, batch) in [0, 1),
+        each agent's from its own generator, pick which (so an agent's draws do not depend on
+        the rest of its group, and sampling never waits for the host)."""
         size = len(self)
         if size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        idx = torch.stack(
-            [torch.randint(size, (batch_size,), generator=gen) for gen in generators]
-        ).to(self.device)  # (K, batch)
-        rows = torch.arange(len(generators), device=self.device).unsqueeze(1)  # (K, 1)
+        idx = (uniforms * size).long().clamp_(max=size - 1)  # (K, batch)
+        rows = torch.arange(uniforms.shape[0], device=self.device).unsqueeze(1)  # (K, 1)
         return Batch(
             obs=self.obs[rows, idx],
             actions=self.actions[rows, idx],

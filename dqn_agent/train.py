@@ -20,10 +20,11 @@ import torch
 
 from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.config import AgentConfig, TrialSpec, hidden_sizes_text
-from dqn_agent.envs import make_env, space_sizes
+from dqn_agent.evaluation import make_evaluator
 from dqn_agent.exploration import epsilon_at
 from dqn_agent.networks import QNetwork, clip_grad_norm_per_agent
 from dqn_agent.targets import td_loss, td_target, update_target
+from dqn_agent.vector_env import TorchCartPole, make_vector_env
 
 
 class Progress(NamedTuple):
@@ -87,16 +88,55 @@ class TrialResult:
         )
 
 
+WINDOW = 256
+"""Env steps between refills of the random draws and flushes of the episode log. Fixed, so a
+seed's random streams are consumed on the same schedule whatever its group."""
+
+
 class _SeedStreams:
     """Independent random streams of one seed: init, exploration, replay sampling, envs."""
 
     def __init__(self, seed: int) -> None:
         init, explore, replay, env, eval_env = np.random.SeedSequence(seed).spawn(5)
-        self.init = torch.Generator().manual_seed(int(init.generate_state(1)[0]))
-        self.replay = torch.Generator().manual_seed(int(replay.generate_state(1)[0]))
-        self.explore = np.random.default_rng(explore)
+        self.init = _torch_generator(init)
+        self.explore = _torch_generator(explore)
+        self.replay = _torch_generator(replay)
         self.env_seed = int(env.generate_state(1)[0])
         self.eval_seed = int(eval_env.generate_state(1)[0])
+
+
+def _torch_generator(seed_sequence: np.random.SeedSequence) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed_sequence.generate_state(1)[0]))
+
+
+class _Draws:
+    """Uniform random numbers for the whole group, drawn in blocks per agent from that agent's
+    own generator, then used on the device without waiting for the host.
+
+    explore: (K, WINDOW, 2) per window of env steps: [explore?, which random action].
+    replay: (K, WINDOW, batch) per WINDOW gradient steps: which stored transitions to sample.
+    """
+
+    def __init__(self, streams: Sequence[_SeedStreams], batch_size: int, device: torch.device):
+        self.streams, self.batch_size, self.device = streams, batch_size, device
+        self.explore = torch.empty(0)
+        self.replay = torch.empty(0)
+        self._replay_used = WINDOW
+
+    def _block(self, generators: Sequence[torch.Generator], *shape: int) -> torch.Tensor:
+        return torch.stack([torch.rand(*shape, generator=g) for g in generators]).to(self.device)
+
+    def refill_explore(self) -> None:
+        self.explore = self._block([s.explore for s in self.streams], WINDOW, 2)
+
+    def next_replay(self) -> torch.Tensor:
+        """Uniforms for one gradient step's sample, (K, batch)."""
+        if self._replay_used == WINDOW:
+            self.replay = self._block([s.replay for s in self.streams], WINDOW, self.batch_size)
+            self._replay_used = 0
+        u = self.replay[:, self._replay_used]
+        self._replay_used += 1
+        return u
 
 
 def train(spec: TrialSpec, *, progress: ProgressCallback | None = None) -> TrialResult:
@@ -105,13 +145,17 @@ def train(spec: TrialSpec, *, progress: ProgressCallback | None = None) -> Trial
 
 
 def train_group(
-    specs: Sequence[TrialSpec], *, progress: ProgressCallback | None = None
+    specs: Sequence[TrialSpec],
+    *,
+    progress: ProgressCallback | None = None,
+    env_backend: str = "auto",
 ) -> list[TrialResult]:
     """Train several seeds of one configuration at once; one result per spec, in order.
 
     The specs must differ only in seed (and label). A seed's results are the same whether it
     trains alone or in a group. Budgets in episodes need a group of one, since agents of a group
-    finish their episodes at different steps.
+    finish their episodes at different steps. `env_backend`: 'auto' (batched torch CartPole for
+    CartPole-v1, gymnasium's vector env otherwise), 'gymnasium' or 'torch'.
     """
     _check_group(specs)
     first = specs[0]
@@ -119,70 +163,67 @@ def train_group(
     n_agents = len(specs)
     streams = [_SeedStreams(s.seed) for s in specs]
 
-    envs = [make_env(first.env_id) for _ in specs]
-    obs_dim, n_actions = space_sizes(envs[0])
-    obs_list = [env.reset(seed=st.env_seed)[0] for env, st in zip(envs, streams, strict=True)]
-    evaluator = _Evaluator(first.env_id, [st.eval_seed for st in streams], first.eval.episodes)
-
+    envs = make_vector_env(
+        first.env_id, [st.env_seed for st in streams], device=device, backend=env_backend
+    )
+    obs_dim, n_actions = envs.obs_dim, envs.n_actions
+    evaluator = make_evaluator(
+        envs, first.env_id, [st.eval_seed for st in streams], first.eval.episodes, device
+    )
     online = QNetwork(n_agents, obs_dim, n_actions, config.hidden_sizes, dueling=config.dueling)
     online.reset_parameters([st.init for st in streams])
     online.to(device)
     target = copy.deepcopy(online)
-    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, foreach=True)
     buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
-    log = _Log(specs)
+    draws = _Draws(streams, config.batch_size, device)
+    log = _Log(specs, device)
 
     total_steps = first.budget.env_steps
     max_episodes = first.budget.episodes
     every = first.eval.every_steps
     start = time.perf_counter()
 
-    log.add_eval(0, evaluator.run(online, device), start)
-    step = 0
-    while (total_steps is None or step < total_steps) and (
-        max_episodes is None or log.episodes_done[0] < max_episodes
-    ):
-        actions = _act(online, obs_list, streams, epsilon_at(step, config), n_actions, device)
-        next_list = []
-        rewards, terms = np.zeros(n_agents, np.float32), np.zeros(n_agents, np.float32)
-        stored_next = []
-        for k, env in enumerate(envs):
-            next_obs, reward, terminated, truncated, _ = env.step(actions[k])
-            rewards[k], terms[k] = float(reward), float(terminated)
-            stored_next.append(next_obs)
-            log.on_step(k, float(reward))
-            if terminated or truncated:
-                log.end_episode(k, step + 1, start)
-                next_obs, _ = env.reset()
-            next_list.append(next_obs)
-        buffer.add(
-            torch.as_tensor(np.stack(obs_list), dtype=torch.float32, device=device),
-            torch.as_tensor(actions, device=device),
-            torch.as_tensor(rewards, device=device),
-            torch.as_tensor(np.stack(stored_next), dtype=torch.float32, device=device),
-            torch.as_tensor(terms, device=device),
-        )
-        obs_list = next_list
+    obs = envs.reset()
+    log.add_eval(0, evaluator(online), start)
+    step = episodes_done = 0
+    finished = False
+    while not finished:
+        if step % WINDOW == 0:
+            draws.refill_explore()
+            if isinstance(envs, TorchCartPole) and step > 0:
+                envs.refill_starts()
+        actions = _act(online, obs, draws.explore[:, step % WINDOW], epsilon_at(step, config))
+        out = envs.step(actions)
+        buffer.add(obs, actions, out.reward, out.final_obs, out.terminated.float())
+        done = out.terminated | out.truncated
+        log.on_step(step % WINDOW, step + 1, out.reward, done, start)
+        obs = out.next_obs
         step += 1
+        if max_episodes is not None:
+            episodes_done += int(done[0])  # a group of one: its only agent
 
         if step >= config.learning_starts and step % config.train_every == 0:
             for _ in range(config.gradient_steps):
-                log.add_update(*_gradient_step(online, target, optimizer, buffer, streams, config))
+                u = draws.next_replay()
+                log.add_update(*_gradient_step(online, target, optimizer, buffer, u, config))
         if step % config.target_update_every == 0:
             update_target(online, target, tau=config.tau)
 
         finished = (total_steps is not None and step >= total_steps) or (
-            max_episodes is not None and log.episodes_done[0] >= max_episodes
+            max_episodes is not None and episodes_done >= max_episodes
         )
+        if step % WINDOW == 0 or finished:
+            log.flush()
         if step % every == 0 or finished:
-            log.add_eval(step, evaluator.run(online, device), start)
+            log.flush()
+            log.add_eval(step, evaluator(online), start)
         if progress is not None and (step % 1000 == 0 or step % every == 0 or finished):
+            log.flush()
             progress(Progress(step, total_steps, log.episodes_done[0], log.last_eval_return()))
 
     wall_s = time.perf_counter() - start
-    for env in envs:
-        env.close()
-    evaluator.close()
+    envs.close()
     return [
         TrialResult(
             spec=spec,
@@ -216,26 +257,13 @@ def _check_group(specs: Sequence[TrialSpec]) -> None:
         raise ValueError("a budget in episodes needs a group of one seed; use env_steps to group")
 
 
-def _act(
-    online: QNetwork,
-    obs_list: Sequence[np.ndarray[Any, Any]],
-    streams: Sequence[_SeedStreams],
-    epsilon: float,
-    n_actions: int,
-    device: torch.device,
-) -> list[int]:
-    """Epsilon-greedy actions, one per agent, each from that agent's own exploration stream."""
-    explore = [st.explore.random() < epsilon for st in streams]
-    actions = [
-        int(st.explore.integers(n_actions)) if e else -1
-        for st, e in zip(streams, explore, strict=True)
-    ]
-    if not all(explore):
-        obs = torch.as_tensor(np.stack(obs_list), dtype=torch.float32, device=device)
-        with torch.no_grad():
-            greedy = online(obs.unsqueeze(1)).argmax(dim=-1).squeeze(1).tolist()  # (K,)
-        actions = [g if a < 0 else a for a, g in zip(actions, greedy, strict=True)]
-    return actions
+def _act(online: QNetwork, obs: torch.Tensor, u: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Epsilon-greedy actions (K,) for observations (K, obs_dim); u (K, 2) holds each agent's
+    uniforms for this step: u[:, 0] < epsilon explores, u[:, 1] picks the random action."""
+    with torch.no_grad():
+        q = online(obs.unsqueeze(1)).squeeze(1)  # (K, n_actions)
+    random_action = (u[:, 1] * q.shape[-1]).long()
+    return torch.where(u[:, 0] < epsilon, random_action, q.argmax(dim=-1))
 
 
 def _gradient_step(
@@ -243,11 +271,11 @@ def _gradient_step(
     target: QNetwork,
     optimizer: torch.optim.Optimizer,
     buffer: ReplayBuffer,
-    streams: Sequence[_SeedStreams],
+    u: torch.Tensor,
     config: AgentConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One TD update of every agent; returns each agent's loss and mean Q(s, a), both (K,)."""
-    batch = buffer.sample(config.batch_size, [st.replay for st in streams])
+    batch = buffer.sample(u)
     y = td_target(batch, online, target, gamma=config.gamma, double=config.double)
     q_taken = online(batch.obs).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)  # (K, batch)
     loss, per_agent_loss = td_loss(q_taken, y, config.loss)
@@ -264,83 +292,76 @@ def _agent_weights(online: QNetwork, k: int) -> dict[str, torch.Tensor]:
     return {name: t[k : k + 1].detach().cpu().clone() for name, t in online.state_dict().items()}
 
 
-class _Evaluator:
-    """Greedy evaluation: each agent plays `episodes` episodes at once on its own env copies.
+class _Log:
+    """Rows of the episode and evaluation tables, kept per agent while training runs.
 
-    The copies of agent k are seeded once, from agent k's evaluation seed, and then keep their
-    random state from one evaluation to the next.
+    Episode ends are recorded on the device, one row of a (WINDOW, K) table per env step, and
+    turned into rows on the host only at flushes, so that stepping never waits for the host.
     """
 
-    def __init__(self, env_id: str, seeds: Sequence[int], episodes: int) -> None:
-        self.envs = [[make_env(env_id) for _ in range(episodes)] for _ in seeds]
-        self.seeds: list[int | None] = list(seeds)
-
-    def run(self, online: QNetwork, device: torch.device) -> list[tuple[float, float]]:
-        """(mean, std) of the greedy return of each agent over its evaluation episodes."""
-        n_agents, n_eps = len(self.envs), len(self.envs[0])
-        obs = [
-            [env.reset(seed=None if seed is None else seed + i)[0] for i, env in enumerate(copies)]
-            for copies, seed in zip(self.envs, self.seeds, strict=True)
-        ]
-        self.seeds = [None] * n_agents
-        returns = np.zeros((n_agents, n_eps))
-        running = np.ones((n_agents, n_eps), dtype=bool)
-        while running.any():
-            x = torch.as_tensor(np.array(obs), dtype=torch.float32, device=device)
-            with torch.no_grad():
-                actions = online(x).argmax(dim=-1).cpu().numpy()  # (K, episodes)
-            for k, i in zip(*np.nonzero(running), strict=True):
-                o, r, terminated, truncated, _ = self.envs[k][i].step(int(actions[k, i]))
-                obs[k][i] = o
-                returns[k, i] += float(r)
-                running[k, i] = not (terminated or truncated)
-        return [(float(r.mean()), float(r.std())) for r in returns]
-
-    def close(self) -> None:
-        for copies in self.envs:
-            for env in copies:
-                env.close()
-
-
-class _Log:
-    """Rows of the episode and evaluation tables, kept per agent while training runs."""
-
-    def __init__(self, specs: Sequence[TrialSpec]) -> None:
+    def __init__(self, specs: Sequence[TrialSpec], device: torch.device) -> None:
         self.specs = specs
         n = len(specs)
         self.episodes: list[list[dict[str, Any]]] = [[] for _ in range(n)]
         self.evals: list[list[dict[str, Any]]] = [[] for _ in range(n)]
         self.episodes_done = [0] * n
-        self._return = [0.0] * n
-        self._length = [0] * n
-        self._loss_sum = torch.zeros(n)
-        self._q_sum = torch.zeros(n)
+        self._return = torch.zeros(n, device=device)
+        self._length = torch.zeros(n, dtype=torch.int64, device=device)
+        self._done = torch.zeros(WINDOW, n, dtype=torch.bool, device=device)
+        self._return_at = torch.zeros(WINDOW, n, device=device)
+        self._length_at = torch.zeros(WINDOW, n, dtype=torch.int64, device=device)
+        self._env_step = np.zeros(WINDOW, dtype=np.int64)
+        self._wall_s = np.zeros(WINDOW)
+        self._filled = self._flushed = 0
+        self._loss_sum = torch.zeros(n, device=device)
+        self._q_sum = torch.zeros(n, device=device)
         self._updates = 0
 
-    def on_step(self, k: int, reward: float) -> None:
-        self._return[k] += reward
-        self._length[k] += 1
+    def on_step(
+        self, row: int, env_step: int, reward: torch.Tensor, done: torch.Tensor, start: float
+    ) -> None:
+        """Record row `row` of the window (global `env_step`): rewards and episode ends, (K,)."""
+        if row == 0:
+            self._filled = self._flushed = 0
+        self._return += reward
+        self._length += 1
+        self._done[row] = done
+        self._return_at[row] = self._return
+        self._length_at[row] = self._length
+        self._return.masked_fill_(done, 0.0)
+        self._length.masked_fill_(done, 0)
+        self._env_step[row] = env_step
+        self._wall_s[row] = time.perf_counter() - start
+        self._filled = row + 1
 
-    def end_episode(self, k: int, env_step: int, start: float) -> None:
-        self.episodes[k].append(
-            {
-                "episode": self.episodes_done[k],
-                "env_step": env_step,
-                "episode_return": self._return[k],
-                "episode_length": self._length[k],
-                "wall_s": time.perf_counter() - start,
-            }
-        )
-        self.episodes_done[k] += 1
-        self._return[k], self._length[k] = 0.0, 0
+    def flush(self) -> None:
+        """Turn the episode ends recorded since the last flush into table rows."""
+        rows = slice(self._flushed, self._filled)
+        if rows.start < rows.stop:
+            done = self._done[rows].cpu().numpy()
+            returns = self._return_at[rows].cpu().numpy()
+            lengths = self._length_at[rows].cpu().numpy()
+            for t, k in zip(*np.nonzero(done), strict=True):
+                self.episodes[k].append(
+                    {
+                        "episode": self.episodes_done[k],
+                        "env_step": int(self._env_step[rows.start + t]),
+                        "episode_return": float(returns[t, k]),
+                        "episode_length": int(lengths[t, k]),
+                        "wall_s": float(self._wall_s[rows.start + t]),
+                    }
+                )
+                self.episodes_done[k] += 1
+        self._flushed = self._filled
 
     def add_update(self, loss: torch.Tensor, q_mean: torch.Tensor) -> None:
-        self._loss_sum += loss.cpu()
-        self._q_sum += q_mean.cpu()
+        self._loss_sum += loss
+        self._q_sum += q_mean
         self._updates += 1
 
     def add_eval(self, env_step: int, results: Sequence[tuple[float, float]], start: float) -> None:
         n = self._updates
+        losses, qs = self._loss_sum.cpu().tolist(), self._q_sum.cpu().tolist()
         for k, (mean, std) in enumerate(results):
             self.evals[k].append(
                 {
@@ -349,8 +370,8 @@ class _Log:
                     "eval_return_std": std,
                     "wall_s": time.perf_counter() - start,
                     "episodes_done": self.episodes_done[k],
-                    "q_mean": float(self._q_sum[k]) / n if n else float("nan"),
-                    "td_loss": float(self._loss_sum[k]) / n if n else float("nan"),
+                    "q_mean": qs[k] / n if n else float("nan"),
+                    "td_loss": losses[k] / n if n else float("nan"),
                 }
             )
         self._loss_sum.zero_()

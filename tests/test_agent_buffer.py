@@ -32,8 +32,7 @@ def test_sampling_only_returns_stored_transitions() -> None:
     buffer = ReplayBuffer(2, capacity=10, obs_dim=3)
     for value in range(3):
         _add(buffer, float(value))
-    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
-    batch = buffer.sample(256, gens)
+    batch = buffer.sample(torch.rand(2, 256, generator=torch.Generator().manual_seed(0)))
     assert batch.obs.shape == (2, 256, 3) and batch.actions.shape == (2, 256)
     assert set(batch.rewards.flatten().tolist()) == {0.0, 1.0, 2.0}
     # Every field of a sampled row comes from the same transition.
@@ -41,14 +40,13 @@ def test_sampling_only_returns_stored_transitions() -> None:
     assert torch.equal(batch.actions.float(), batch.rewards)
 
 
-def test_each_agent_samples_from_its_own_generator() -> None:
-    buffer = ReplayBuffer(2, capacity=100, obs_dim=3)
-    for value in range(100):
-        _add(buffer, float(value))
-    alone = ReplayBuffer(1, capacity=100, obs_dim=3)
-    for value in range(100):
-        _add(alone, float(value), n_agents=1)
-    pair = buffer.sample(32, [torch.Generator().manual_seed(7), torch.Generator().manual_seed(8)])
-    single = alone.sample(32, [torch.Generator().manual_seed(8)])
-    assert torch.equal(pair.rewards[1], single.rewards[0])
-    assert not torch.equal(pair.rewards[0], pair.rewards[1])
+def test_uniforms_map_onto_the_stored_slots_only() -> None:
+    buffer = ReplayBuffer(1, capacity=100, obs_dim=3)
+    for value in range(10):
+        _add(buffer, float(value), n_agents=1)
+    # [0, 0.1) -> slot 0, ..., [0.9, 1) -> slot 9: slots past the 10 stored are never drawn.
+    u = torch.tensor([[0.0, 0.05, 0.1, 0.55, 0.9999]])
+    assert buffer.sample(u).rewards.tolist() == [[0.0, 0.0, 1.0, 5.0, 9.0]]
+    for value in range(10, 120):
+        _add(buffer, float(value), n_agents=1)
+    assert buffer.sample(torch.tensor([[0.9999]])).rewards.tolist() == [[99.0]]

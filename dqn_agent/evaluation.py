@@ -1,0 +1,91 @@
+"""Greedy evaluation of a group of agents on environments seeded apart from training.
+
+Each agent plays `episodes` episodes at once, greedily (argmax_a Q), and is scored by the mean
+and standard deviation of their returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from dqn_agent.envs import make_env
+from dqn_agent.networks import QNetwork
+from dqn_agent.vector_env import MAX_EPISODE_STEPS, TorchCartPole, VectorEnv, cartpole_dynamics
+
+Evaluator = Callable[[QNetwork], list[tuple[float, float]]]
+"""Takes the online network, returns (mean, std) of each agent's evaluation returns."""
+
+
+def make_evaluator(
+    train_envs: VectorEnv, env_id: str, seeds: Sequence[int], episodes: int, device: torch.device
+) -> Evaluator:
+    """The evaluator that matches the training envs: batched torch CartPole or gymnasium."""
+    if isinstance(train_envs, TorchCartPole):
+        return TorchCartPoleEvaluator(seeds, episodes, device)
+    return GymnasiumEvaluator(env_id, seeds, episodes, device)
+
+
+class TorchCartPoleEvaluator:
+    """All agents' evaluation episodes of CartPole-v1 as one batch on the device."""
+
+    def __init__(self, seeds: Sequence[int], episodes: int, device: torch.device) -> None:
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.episodes, self.device = episodes, device
+
+    def __call__(self, online: QNetwork) -> list[tuple[float, float]]:
+        starts = [
+            torch.rand(self.episodes, 4, generator=g, dtype=torch.float64) * 0.1 - 0.05
+            for g in self.generators
+        ]
+        state = torch.stack(starts).to(self.device)  # (K, episodes, 4)
+        returns = torch.zeros(state.shape[:2], device=self.device)
+        running = torch.ones(state.shape[:2], dtype=torch.bool, device=self.device)
+        for t in range(MAX_EPISODE_STEPS):
+            with torch.no_grad():
+                actions = online(state.float()).argmax(dim=-1)  # (K, episodes)
+            state, fell = cartpole_dynamics(state, actions)
+            returns += running.float()  # +1 for every step taken, the falling one included
+            running &= ~fell
+            if t % 50 == 49 and not bool(running.any()):
+                break
+        mean = returns.mean(dim=1).tolist()
+        std = returns.std(dim=1, unbiased=False).tolist()
+        return list(zip(mean, std, strict=True))
+
+
+class GymnasiumEvaluator:
+    """Each agent plays its episodes on its own env copies, all stepped in lockstep.
+
+    The copies of agent k are seeded once, from agent k's evaluation seed, and then keep their
+    random state from one evaluation to the next.
+    """
+
+    def __init__(
+        self, env_id: str, seeds: Sequence[int], episodes: int, device: torch.device
+    ) -> None:
+        self.envs = [[make_env(env_id) for _ in range(episodes)] for _ in seeds]
+        self.seeds: list[int | None] = list(seeds)
+        self.device = device
+
+    def __call__(self, online: QNetwork) -> list[tuple[float, float]]:
+        n_agents, n_eps = len(self.envs), len(self.envs[0])
+        obs = [
+            [env.reset(seed=None if seed is None else seed + i)[0] for i, env in enumerate(copies)]
+            for copies, seed in zip(self.envs, self.seeds, strict=True)
+        ]
+        self.seeds = [None] * n_agents
+        returns = np.zeros((n_agents, n_eps))
+        running = np.ones((n_agents, n_eps), dtype=bool)
+        while running.any():
+            x = torch.as_tensor(np.array(obs), dtype=torch.float32, device=self.device)
+            with torch.no_grad():
+                actions = online(x).argmax(dim=-1).cpu().numpy()  # (K, episodes)
+            for k, i in zip(*np.nonzero(running), strict=True):
+                o, r, terminated, truncated, _ = self.envs[k][i].step(int(actions[k, i]))
+                obs[k][i] = o
+                returns[k, i] += float(r)
+                running[k, i] = not (terminated or truncated)
+        return [(float(r.mean()), float(r.std())) for r in returns]

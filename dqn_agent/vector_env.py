@@ -1,0 +1,213 @@
+"""Environments stepped as a vector, one copy per agent, returning torch tensors.
+
+Two implementations of one small interface:
+- `GymnasiumVectorEnv`: any supported gymnasium env, through gymnasium's own `SyncVectorEnv`;
+- `TorchCartPole`: CartPole-v1 written in batched torch, so that it runs on the agents' device and
+  a GPU run never copies observations to the host. It reproduces gymnasium's dynamics, rewards,
+  termination and truncation (tested step by step against gymnasium).
+
+Both reset an episode in the same step that ends it ("same-step autoreset"): `next_obs` is what
+the agent acts on next, `final_obs` the state its action led to, which is what the replay buffer
+stores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from dqn_agent.envs import make_env, space_sizes
+
+
+class StepResult(NamedTuple):
+    """One step of every env copy; all fields have leading shape (n_envs,)."""
+
+    next_obs: torch.Tensor  # (n, obs_dim) float32: the reset observation where an episode ended
+    final_obs: torch.Tensor  # (n, obs_dim) float32: the observation the action led to
+    reward: torch.Tensor  # (n,) float32
+    terminated: torch.Tensor  # (n,) bool: the episode ended for real (no bootstrap)
+    truncated: torch.Tensor  # (n,) bool: a time limit cut the episode (bootstrap)
+
+
+class VectorEnv(Protocol):
+    """n copies of one environment, one per agent, stepped together."""
+
+    n_envs: int
+    obs_dim: int
+    n_actions: int
+
+    def reset(self) -> torch.Tensor:
+        """First observations, (n_envs, obs_dim) float32."""
+        ...
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Apply one action per copy, (n_envs,) int64, resetting copies whose episode ended."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class GymnasiumVectorEnv:
+    """Copies of a gymnasium env in gymnasium's `SyncVectorEnv`; copy k seeded with `seeds[k]`."""
+
+    def __init__(self, env_id: str, seeds: Sequence[int], *, device: torch.device) -> None:
+        probe = make_env(env_id)  # checks the id and the spaces with a clear error
+        self.obs_dim, self.n_actions = space_sizes(probe)
+        probe.close()
+        self.n_envs = len(seeds)
+        self.seeds: list[int | None] = list(seeds)
+        self.device = device
+        self.envs = gym.vector.SyncVectorEnv(
+            [lambda: gym.make(env_id) for _ in seeds], autoreset_mode=AutoresetMode.SAME_STEP
+        )
+
+    def _tensor(self, array: np.ndarray[Any, Any]) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
+
+    def reset(self) -> torch.Tensor:
+        obs, _ = self.envs.reset(seed=self.seeds)
+        return self._tensor(obs)
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        obs, reward, terminated, truncated, info = self.envs.step(actions.cpu().numpy())
+        final = np.array(obs, dtype=np.float32)
+        if "_final_obs" in info:
+            for i in np.flatnonzero(info["_final_obs"]):
+                final[i] = info["final_obs"][i]
+        return StepResult(
+            next_obs=self._tensor(obs),
+            final_obs=self._tensor(final),
+            reward=self._tensor(reward),
+            terminated=torch.as_tensor(terminated, device=self.device),
+            truncated=torch.as_tensor(truncated, device=self.device),
+        )
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+# CartPole-v1's constants, as gymnasium defines them.
+GRAVITY, MASS_CART, MASS_POLE, HALF_POLE_LENGTH, FORCE_MAG, TAU = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
+TOTAL_MASS = MASS_CART + MASS_POLE
+POLE_MASS_LENGTH = MASS_POLE * HALF_POLE_LENGTH
+THETA_LIMIT = 12 * 2 * math.pi / 360
+X_LIMIT = 2.4
+MAX_EPISODE_STEPS = 500
+
+
+def cartpole_dynamics(
+    state: torch.Tensor, actions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Euler step of CartPole for a batch: state (..., 4) float64, actions (...) -> the next
+    state (..., 4) and whether the pole fell or the cart left the track (...) bool.
+
+    The same arithmetic as gymnasium's `CartPoleEnv.step`, in float64 as there.
+    """
+    x, x_dot, theta, theta_dot = state.unbind(-1)
+    force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(state.dtype)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    temp = (force + POLE_MASS_LENGTH * theta_dot.square() * sin) / TOTAL_MASS
+    theta_acc = (GRAVITY * sin - cos * temp) / (
+        HALF_POLE_LENGTH * (4.0 / 3.0 - MASS_POLE * cos.square() / TOTAL_MASS)
+    )
+    x_acc = temp - POLE_MASS_LENGTH * theta_acc * cos / TOTAL_MASS
+    next_state = torch.stack(
+        (
+            x + TAU * x_dot,
+            x_dot + TAU * x_acc,
+            theta + TAU * theta_dot,
+            theta_dot + TAU * theta_acc,
+        ),
+        dim=-1,
+    )
+    nx, ntheta = next_state[..., 0], next_state[..., 2]
+    fell = (nx < -X_LIMIT) | (nx > X_LIMIT) | (ntheta < -THETA_LIMIT) | (ntheta > THETA_LIMIT)
+    return next_state, fell
+
+
+class TorchCartPole:
+    """CartPole-v1 for n agents at once, on any torch device, with a 500-step time limit.
+
+    Start states are uniform in [-0.05, 0.05]^4 as in gymnasium, drawn for copy k from its own
+    CPU generator (seeded with `seeds[k]`) in blocks, and used on the device by episode count,
+    so that stepping never waits for the host.
+    """
+
+    BLOCK = 64
+    """Start states drawn per copy at a time; a copy that ends more episodes between two
+    refills than this reuses the last one (CartPole episodes last at least 8 steps)."""
+
+    def __init__(self, seeds: Sequence[int], *, device: torch.device) -> None:
+        self.n_envs, self.obs_dim, self.n_actions = len(seeds), 4, 2
+        self.device = device
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.state = torch.zeros(self.n_envs, 4, dtype=torch.float64, device=device)
+        self.elapsed = torch.zeros(self.n_envs, dtype=torch.int64, device=device)
+        self._starts = torch.zeros(self.n_envs, self.BLOCK, 4, dtype=torch.float64, device=device)
+        self._used = torch.zeros(self.n_envs, dtype=torch.int64, device=device)
+        self._rows = torch.arange(self.n_envs, device=device)
+
+    def refill_starts(self) -> None:
+        """Draw a fresh block of start states per copy. Called on a fixed schedule of steps
+        (by the trainer), so a copy's start states depend on its seed alone."""
+        block = [
+            torch.rand(self.BLOCK, 4, generator=g, dtype=torch.float64) * 0.1 - 0.05
+            for g in self.generators
+        ]
+        self._starts = torch.stack(block).to(self.device)
+        self._used.zero_()
+
+    def _next_starts(self, where: torch.Tensor) -> torch.Tensor:
+        """Start states for the copies in `where` (bool, (n,)); consumes one each."""
+        index = self._used.clamp(max=self.BLOCK - 1)
+        self._used += where.long()
+        return self._starts[self._rows, index]
+
+    def reset(self) -> torch.Tensor:
+        self.refill_starts()
+        self.state = self._next_starts(
+            torch.ones(self.n_envs, dtype=torch.bool, device=self.device)
+        )
+        self.elapsed.zero_()
+        return self.state.float()
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        next_state, terminated = cartpole_dynamics(self.state, actions)
+        self.elapsed += 1
+        truncated = self.elapsed >= MAX_EPISODE_STEPS  # as TimeLimit: may coincide with a fall
+        done = terminated | truncated
+        starts = self._next_starts(done)
+        self.state = torch.where(done.unsqueeze(-1), starts, next_state)
+        self.elapsed = torch.where(done, 0, self.elapsed)
+        return StepResult(
+            next_obs=self.state.float(),
+            final_obs=next_state.float(),
+            reward=torch.ones(self.n_envs, device=self.device),
+            terminated=terminated,
+            truncated=truncated,
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def make_vector_env(
+    env_id: str, seeds: Sequence[int], *, device: torch.device, backend: str = "auto"
+) -> VectorEnv:
+    """One env copy per seed. backend 'auto' picks `TorchCartPole` for CartPole-v1 and
+    gymnasium's vector env otherwise; 'gymnasium' forces the latter."""
+    if backend not in ("auto", "gymnasium", "torch"):
+        raise ValueError(
+            f"backend={backend!r} is invalid: allowed values are auto, gymnasium, torch"
+        )
+    if env_id == "CartPole-v1" and backend in ("auto", "torch"):
+        return TorchCartPole(seeds, device=device)
+    if backend == "torch":
+        raise ValueError(f"backend='torch' exists only for CartPole-v1, not {env_id!r}")
+    return GymnasiumVectorEnv(env_id, seeds, device=device)

@@ -1,0 +1,98 @@
+"""Vector environments: the batched torch CartPole against gymnasium's, step by step."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from dqn_agent.vector_env import (
+    GymnasiumVectorEnv,
+    TorchCartPole,
+    cartpole_dynamics,
+    make_vector_env,
+)
+
+CPU = torch.device("cpu")
+
+
+def test_torch_cartpole_matches_gymnasium_step_by_step() -> None:
+    """From gymnasium's own states, the same actions give the same next states, rewards,
+    terminations and truncations, over many episodes of random play."""
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(0)
+    ours = TorchCartPole([0], device=CPU)
+    ours.reset()
+    obs, _ = env.reset(seed=0)
+    steps = terminations = truncations = 0
+    while steps < 8_000:
+        ours.state = torch.as_tensor(env.unwrapped.state, dtype=torch.float64).reshape(1, 4)  # type: ignore[attr-defined]
+        ours.elapsed[0] = env._elapsed_steps  # type: ignore[attr-defined]
+        # Odd episodes play at random (the pole falls); even ones balance with a simple rule,
+        # so that they reach the 500-step limit.
+        balance = (terminations + truncations) % 2 == 0
+        action = int(obs[2] + 0.5 * obs[3] > 0) if balance else int(rng.integers(2))
+        obs, reward, terminated, truncated, _ = env.step(action)
+        out = ours.step(torch.tensor([action]))
+        np.testing.assert_array_equal(out.final_obs[0].numpy(), obs)
+        assert float(out.reward[0]) == reward
+        assert bool(out.terminated[0]) == terminated
+        assert bool(out.truncated[0]) == truncated
+        terminations += terminated
+        truncations += truncated
+        steps += 1
+        if terminated or truncated:
+            obs, _ = env.reset()
+    assert terminations > 5 and truncations > 5  # both kinds of ending were compared
+
+
+def test_torch_cartpole_resets_in_the_step_that_ends_an_episode() -> None:
+    envs = TorchCartPole([1, 2, 3], device=CPU)
+    obs = envs.reset()
+    assert obs.shape == (3, 4) and obs.abs().max() <= 0.05
+    ended = 0
+    for _ in range(200):
+        out = envs.step(torch.ones(3, dtype=torch.int64))  # always push right: falls quickly
+        done = out.terminated | out.truncated
+        ended += int(done.sum())
+        # Where an episode ended, the next observation is a fresh start state, not the final one.
+        assert (out.next_obs[done].abs() <= 0.05).all()
+        assert (out.final_obs[~done] == out.next_obs[~done]).all()
+    assert ended >= 3 * 10
+
+
+def test_start_states_depend_on_the_seed_alone() -> None:
+    group = TorchCartPole([7, 8], device=CPU).reset()
+    alone = TorchCartPole([8], device=CPU).reset()
+    assert torch.equal(group[1], alone[0]) and not torch.equal(group[0], group[1])
+
+
+def test_dynamics_broadcast_over_any_leading_shape() -> None:
+    state = torch.zeros(3, 5, 4, dtype=torch.float64)
+    next_state, fell = cartpole_dynamics(state, torch.ones(3, 5, dtype=torch.int64))
+    assert next_state.shape == (3, 5, 4) and fell.shape == (3, 5) and not fell.any()
+
+
+def test_gymnasium_vector_env_keeps_the_final_observation() -> None:
+    envs = GymnasiumVectorEnv("CartPole-v1", [0, 1], device=CPU)
+    envs.reset()
+    for _ in range(100):
+        out = envs.step(torch.ones(2, dtype=torch.int64))
+        done = out.terminated | out.truncated
+        if done.any():
+            # The final state of a fallen pole is outside the start range.
+            assert (out.final_obs[done].abs().max(dim=1).values > 0.05).all()
+            assert (out.next_obs[done].abs() <= 0.05).all()
+            break
+    else:
+        pytest.fail("no episode ended in 100 steps of pushing right")
+    envs.close()
+
+
+def test_backend_choice() -> None:
+    assert isinstance(make_vector_env("CartPole-v1", [0], device=CPU), TorchCartPole)
+    gym_env = make_vector_env("CartPole-v1", [0], device=CPU, backend="gymnasium")
+    assert isinstance(gym_env, GymnasiumVectorEnv)
+    with pytest.raises(ValueError, match="only for CartPole-v1"):
+        make_vector_env("Acrobot-v1", [0], device=CPU, backend="torch")
