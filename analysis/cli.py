@@ -1,0 +1,179 @@
+"""The ``plot`` and ``summary`` subcommands of ``dqn-sweep``.
+
+The console script owns the top-level parser; it calls `add_plot_parser` and
+`add_summary_parser` on its subparsers, then ``args.func(args)`` for the exit code:
+0 all good, 2 bad input (a message naming the path on stderr; nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from analysis.aggregate import summary_table
+from analysis.align import METRICS, X_AXES
+from analysis.load import ResultsError, load_results
+from analysis.report import FIGURE_FORMATS, SUMMARY_FORMATS, format_summary, render_results
+from analysis.stats import DEFAULT_RESAMPLES
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+SubParsers = argparse._SubParsersAction  # the type `add_subparsers` returns
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """Options that plot and summary share."""
+    parser.add_argument(
+        "results", nargs="+", type=Path, metavar="RESULTS", help="results folder(s) to read"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="return that counts as solved (default: the environment's, e.g. 475 for CartPole)",
+    )
+    parser.add_argument(
+        "--resamples",
+        type=_positive_int,
+        default=DEFAULT_RESAMPLES,
+        help="bootstrap resamples of seeds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the bootstrap generator (default: 0)"
+    )
+
+
+def add_plot_parser(subparsers: SubParsers[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Register ``plot``: regenerate every figure from results folders."""
+    parser = subparsers.add_parser(
+        "plot",
+        help="draw learning curves and comparison figures from results folders",
+        description="Regenerate every figure from the Parquet files of one or several results "
+        "folders; several folders are compared on the same axes.",
+    )
+    _add_common(parser)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: <first RESULTS>/plots)"
+    )
+    parser.add_argument(
+        "--metric",
+        choices=METRICS,
+        default="eval",
+        help="eval: greedy evaluation returns; episode: training returns (default: eval)",
+    )
+    parser.add_argument(
+        "--x", choices=X_AXES, default="env_step", help="x axis (default: env_step)"
+    )
+    parser.add_argument(
+        "--smooth",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="rolling mean over N grid points per seed, before aggregating (default: 1, none)",
+    )
+    parser.add_argument(
+        "--per-seed", action="store_true", help="also draw each seed's curve as a thin line"
+    )
+    parser.add_argument(
+        "--estimator",
+        choices=("mean", "iqm"),
+        default="mean",
+        help="line and band of the learning curves (default: mean)",
+    )
+    parser.add_argument(
+        "--format",
+        nargs="+",
+        choices=FIGURE_FORMATS,
+        default=["png", "svg"],
+        dest="formats",
+        help="file formats (default: png svg)",
+    )
+    parser.set_defaults(func=plot_command)
+    return parser
+
+
+def add_summary_parser(
+    subparsers: SubParsers[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Register ``summary``: print the per-configuration summary table."""
+    parser = subparsers.add_parser(
+        "summary",
+        help="print final return, AUC and steps to threshold per configuration",
+        description="Print one row per configuration: final return (mean and IQM with 95% "
+        "bootstrap intervals over seeds), normalised AUC, steps to threshold, timings.",
+    )
+    _add_common(parser)
+    parser.add_argument(
+        "--format",
+        choices=SUMMARY_FORMATS,
+        default="markdown",
+        dest="fmt",
+        help="output format (default: markdown)",
+    )
+    parser.set_defaults(func=summary_command)
+    return parser
+
+
+def _bad_input(err: Exception) -> int:
+    """Report bad input on stderr and return its exit code."""
+    print(f"error: {err}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    """Handler of ``dqn-sweep plot``: render every figure and list the files written."""
+    out = args.out if args.out is not None else args.results[0] / "plots"
+    try:
+        results = load_results(args.results)
+        paths = render_results(
+            results,
+            out,
+            formats=args.formats,
+            metric=args.metric,
+            x=args.x,
+            smooth=args.smooth,
+            per_seed=args.per_seed,
+            threshold=args.threshold,
+            estimator=args.estimator,
+            n_resamples=args.resamples,
+            seed=args.seed,
+        )
+    except (ResultsError, ValueError) as err:
+        return _bad_input(err)
+    note = results.failure_note()
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    for path in paths:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def summary_command(args: argparse.Namespace) -> int:
+    """Handler of ``dqn-sweep summary``: print the summary table to stdout."""
+    try:
+        results = load_results(args.results)
+        table = summary_table(
+            results,
+            threshold=args.threshold,
+            rng=np.random.default_rng(args.seed),
+            n_resamples=args.resamples,
+        )
+    except (ResultsError, ValueError) as err:
+        return _bad_input(err)
+    note = results.failure_note()
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    sys.stdout.write(format_summary(table, args.fmt))
+    return EXIT_OK

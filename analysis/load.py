@@ -1,0 +1,245 @@
+"""Read one or several results folders into three tidy tables: trials, episodes, evals.
+
+A results folder is what `dqn-sweep run` writes (see DESIGN.md, "Results folder")::
+
+    results/<name>/trials.parquet               one row per trial, complete or failed
+    results/<name>/episodes/<trial_id>.parquet  one row per training episode
+    results/<name>/evals/<trial_id>.parquet     one row per greedy evaluation point
+
+Only Parquet is read, so plots can be regenerated anywhere the folder is copied. Episodes and
+evals are read for complete trials only: a failed trial may have left partial files, and its
+curve would bias every aggregate. Failed trials stay in the trials table, for the summary.
+
+Every table gets a ``sweep`` column (the folder's name). When several folders are loaded and
+two of them hold the same configuration label for the same environment, those labels become
+``<sweep>/<config>`` so the configurations stay distinguishable. The same label on different
+environments is kept: it is the same configuration run on several tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+ID_COLUMNS = ("trial_id", "config", "seed", "env_id")
+"""Columns that say which trial a row came from."""
+
+TRIAL_COLUMNS = (*ID_COLUMNS, "status")
+EPISODE_COLUMNS = (*ID_COLUMNS, "episode", "env_step", "episode_return", "episode_length")
+EVAL_COLUMNS = (*ID_COLUMNS, "env_step", "eval_return_mean", "eval_return_std")
+
+# Columns that older folders may lack: filled with NaN so downstream code sees one schema.
+OPTIONAL_TRIAL_COLUMNS = ("wall_s", "env_steps", "env_steps_per_s")
+OPTIONAL_EPISODE_COLUMNS = ("wall_s",)
+OPTIONAL_EVAL_COLUMNS = ("wall_s", "q_mean", "td_loss")
+
+COMPLETE = "complete"
+
+
+class ResultsError(Exception):
+    """A results folder cannot be used; the message names the path and what to do."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """The tidy tables of one or several results folders.
+
+    Attributes:
+        trials: one row per trial (complete and failed), with a ``sweep`` column.
+        episodes: one row per training episode of a complete trial, sorted by trial and episode.
+        evals: one row per evaluation of a complete trial, sorted by trial and env step.
+        dirs: the folders read, in the order given.
+    """
+
+    trials: pd.DataFrame
+    episodes: pd.DataFrame
+    evals: pd.DataFrame
+    dirs: tuple[Path, ...]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        """Trials whose status is not ``complete``; they are left out of every curve."""
+        return self.trials[self.trials["status"] != COMPLETE]
+
+    def failure_note(self) -> str | None:
+        """One line naming the failed trials, or None when all completed."""
+        failed = self.failed
+        if failed.empty:
+            return None
+        names = (failed["sweep"] + "/" + failed["trial_id"]).tolist()
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        return (
+            f"{len(failed)} of {len(self.trials)} trials failed and are left out of the "
+            f"curves: {shown} (see the error column of trials.parquet)"
+        )
+
+
+def _read_parquet(path: Path, required: Sequence[str], optional: Sequence[str]) -> pd.DataFrame:
+    """Read one Parquet file, check its columns and add missing optional ones as NaN."""
+    if not path.is_file():
+        raise ResultsError(f"{path}: file is missing")
+    try:
+        frame: pd.DataFrame = pq.read_table(path).to_pandas()
+    except Exception as err:  # pyarrow raises several types for damaged files
+        raise ResultsError(
+            f"{path}: cannot be read as Parquet ({err}); the file is damaged, so delete it "
+            "and re-run the sweep to regenerate it"
+        ) from err
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise ResultsError(
+            f"{path}: required column(s) missing: {', '.join(missing)}; this file was not "
+            "written by a compatible dqn-sweeps version"
+        )
+    for column in optional:
+        if column not in frame.columns:
+            frame[column] = np.nan
+    return frame
+
+
+def _normalise_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """One dtype per id column whatever the writer used, so tables from several folders join."""
+    for column in ("trial_id", "config", "env_id"):
+        frame[column] = frame[column].astype(str)
+    frame["seed"] = frame["seed"].astype(np.int64)
+    return frame
+
+
+def _trial_table(trial_file: Path, trial_id: str, table: str) -> Path:
+    """The path of a complete trial's table; a ResultsError if it is missing."""
+    path = trial_file.parent / table / f"{trial_id}.parquet"
+    if not path.is_file():
+        raise ResultsError(
+            f"{path}: file is missing, but {trial_file} marks trial {trial_id} complete; "
+            "re-run the sweep to regenerate it, or restore the file"
+        )
+    return path
+
+
+def _load_one(folder: Path, sweep: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Trials, episodes and evals of one results folder, each with a ``sweep`` column."""
+    if not folder.is_dir():
+        raise ResultsError(
+            f"{folder}: no such folder; pass a results folder written by `dqn-sweep run`"
+        )
+    trial_file = folder / "trials.parquet"
+    if not trial_file.is_file():
+        raise ResultsError(
+            f"{folder}: not a results folder (no trials.parquet inside); pass results/<sweep>, "
+            "the folder that `dqn-sweep run` wrote"
+        )
+    trials = _normalise_ids(_read_parquet(trial_file, TRIAL_COLUMNS, OPTIONAL_TRIAL_COLUMNS))
+    trials["status"] = trials["status"].astype(str)
+    trials.insert(0, "sweep", sweep)
+
+    complete = trials.loc[trials["status"] == COMPLETE, "trial_id"].tolist()
+    episodes, evals = [], []
+    for trial_id in complete:
+        ep_path = _trial_table(trial_file, trial_id, "episodes")
+        ev_path = _trial_table(trial_file, trial_id, "evals")
+        episodes.append(_read_parquet(ep_path, EPISODE_COLUMNS, OPTIONAL_EPISODE_COLUMNS))
+        ev = _read_parquet(ev_path, EVAL_COLUMNS, OPTIONAL_EVAL_COLUMNS)
+        if ev.empty:
+            raise ResultsError(
+                f"{ev_path}: has no rows, but trial {trial_id} is marked complete (every "
+                "trial evaluates at step 0); re-run the sweep to regenerate it"
+            )
+        evals.append(ev)
+    return (
+        trials,
+        _concat(episodes, EPISODE_COLUMNS, OPTIONAL_EPISODE_COLUMNS, sweep),
+        _concat(evals, EVAL_COLUMNS, OPTIONAL_EVAL_COLUMNS, sweep),
+    )
+
+
+def _concat(
+    frames: list[pd.DataFrame], required: Sequence[str], optional: Sequence[str], sweep: str
+) -> pd.DataFrame:
+    """Concatenate per-trial tables (possibly none) and add the ``sweep`` column first."""
+    non_empty = [frame for frame in frames if not frame.empty]
+    if non_empty:
+        out = pd.concat(non_empty, ignore_index=True)
+    else:
+        out = pd.DataFrame({column: pd.Series(dtype=object) for column in (*required, *optional)})
+    out = _normalise_ids(out)
+    out.insert(0, "sweep", sweep)
+    return out
+
+
+def _sweep_names(folders: Sequence[Path]) -> list[str]:
+    """Folder names, or the paths as given where two folders share a name."""
+    names = [folder.name for folder in folders]
+    if len(set(names)) == len(names):
+        return names
+    return [str(folder) for folder in folders]
+
+
+def _relabel_collisions(tables: Iterable[pd.DataFrame], trials: pd.DataFrame) -> None:
+    """Prefix ``<sweep>/`` to labels that two sweeps use for the same environment, in place."""
+    owners = trials.groupby(["config", "env_id"])["sweep"].nunique()
+    clashes = {key for key, count in owners.items() if count > 1}
+    if not clashes:
+        return
+    for table in tables:
+        keys = list(zip(table["config"], table["env_id"], strict=True))
+        clash = np.array([key in clashes for key in keys], dtype=bool)
+        table.loc[clash, "config"] = table.loc[clash, "sweep"] + "/" + table.loc[clash, "config"]
+
+
+def load_results(paths: str | Path | Sequence[str | Path]) -> Results:
+    """Load results folders into tidy tables (see the module docstring for the layout).
+
+    Args:
+        paths: one folder or several; several are concatenated, with a ``sweep`` column.
+
+    Raises:
+        ResultsError: a path is not a results folder, a file a complete trial needs is missing
+            or damaged, or a table lacks a required column. The message names the path.
+    """
+    given = [paths] if isinstance(paths, str | Path) else list(paths)
+    if not given:
+        raise ResultsError("no results folder given")
+    folders: list[Path] = []
+    for path in map(Path, given):
+        if path.resolve() not in {folder.resolve() for folder in folders}:
+            folders.append(path)
+    loaded = [
+        _load_one(folder, name) for folder, name in zip(folders, _sweep_names(folders), strict=True)
+    ]
+    trials = pd.concat([part[0] for part in loaded], ignore_index=True)
+    episodes = pd.concat([part[1] for part in loaded], ignore_index=True)
+    evals = pd.concat([part[2] for part in loaded], ignore_index=True)
+    if len(folders) > 1:
+        _relabel_collisions((trials, episodes, evals), trials)
+
+    episodes = episodes.astype({"episode": np.int64, "env_step": np.int64})
+    episodes = episodes.astype(
+        {"episode_return": np.float64, "episode_length": np.int64, "wall_s": np.float64}
+    )
+    evals = evals.astype({"env_step": np.int64})
+    float_evals = ("eval_return_mean", "eval_return_std", *OPTIONAL_EVAL_COLUMNS)
+    evals = evals.astype(dict.fromkeys(float_evals, np.float64))
+    trials = trials.astype(dict.fromkeys(OPTIONAL_TRIAL_COLUMNS, np.float64))
+
+    # Keep trials in the order of trials.parquet (the spec's grid order), which sets the order of
+    # configurations in legends; within a trial, rows in time order.
+    keys = zip(trials["sweep"], trials["trial_id"], strict=True)
+    order = {key: rank for rank, key in enumerate(keys)}
+    episodes = _sort_by_trial(episodes, order, "episode")
+    evals = _sort_by_trial(evals, order, "env_step")
+    return Results(trials=trials, episodes=episodes, evals=evals, dirs=tuple(folders))
+
+
+def _sort_by_trial(
+    frame: pd.DataFrame, order: dict[tuple[str, str], int], within: str
+) -> pd.DataFrame:
+    """Sort rows by the trial's rank in the trials table, then by `within`."""
+    rank = [order[key] for key in zip(frame["sweep"], frame["trial_id"], strict=True)]
+    frame = frame.assign(_rank=np.asarray(rank, dtype=np.int64))
+    frame = frame.sort_values(["_rank", within], kind="stable").drop(columns="_rank")
+    return frame.reset_index(drop=True)
