@@ -24,19 +24,18 @@ class Batch(NamedTuple):
 
 
 class ReplayBuffer:
-    """A ring of the last `capacity` transitions of each of `n_agents` agents."""
+    """A ring of the last `capacity` transitions of each of `n_agents` agents.
+
+    A transition is stored as one row of numbers, [obs, next_obs, action, reward, terminated],
+    so that adding is one write and sampling one gather, whatever the number of agents.
+    """
 
     def __init__(
         self, n_agents: int, capacity: int, obs_dim: int, *, device: torch.device | str = "cpu"
     ) -> None:
-        self.capacity = capacity
+        self.capacity, self.obs_dim = capacity, obs_dim
         self.device = torch.device(device)
-        shape = (n_agents, capacity)
-        self.obs = torch.zeros(*shape, obs_dim, device=self.device)
-        self.next_obs = torch.zeros(*shape, obs_dim, device=self.device)
-        self.actions = torch.zeros(shape, dtype=torch.int64, device=self.device)
-        self.rewards = torch.zeros(shape, device=self.device)
-        self.terminated = torch.zeros(shape, device=self.device)
+        self.storage = torch.zeros(n_agents, capacity, 2 * obs_dim + 3, device=self.device)
         self.pos = 0
         """Index the next transition is written to."""
         self.full = False
@@ -53,14 +52,10 @@ class ReplayBuffer:
         next_obs: torch.Tensor,
         terminated: torch.Tensor,
     ) -> None:
-        """Write one transition per agent (every argument has leading shape (K,))."""
-        i = self.pos
-        self.obs[:, i] = obs
-        self.actions[:, i] = actions
-        self.rewards[:, i] = rewards
-        self.next_obs[:, i] = next_obs
-        self.terminated[:, i] = terminated
-        self.pos = (i + 1) % self.capacity
+        """Write one transition per agent: obs and next_obs (K, obs_dim), the rest (K,)."""
+        scalars = torch.stack((actions.float(), rewards.float(), terminated.float()), dim=1)
+        self.storage[:, self.pos] = torch.cat((obs, next_obs, scalars), dim=1)
+        self.pos = (self.pos + 1) % self.capacity
         self.full = self.full or self.pos == 0
 
     def sample(self, uniforms: torch.Tensor) -> Batch:
@@ -72,10 +67,12 @@ class ReplayBuffer:
             raise RuntimeError("cannot sample from an empty replay buffer")
         idx = (uniforms * size).long().clamp_(max=size - 1)  # (K, batch)
         rows = torch.arange(uniforms.shape[0], device=self.device).unsqueeze(1)  # (K, 1)
+        sampled = self.storage[rows, idx]  # (K, batch, 2 * obs_dim + 3)
+        d = self.obs_dim
         return Batch(
-            obs=self.obs[rows, idx],
-            actions=self.actions[rows, idx],
-            rewards=self.rewards[rows, idx],
-            next_obs=self.next_obs[rows, idx],
-            terminated=self.terminated[rows, idx],
+            obs=sampled[..., :d],
+            next_obs=sampled[..., d : 2 * d],
+            actions=sampled[..., 2 * d].long(),
+            rewards=sampled[..., 2 * d + 1],
+            terminated=sampled[..., 2 * d + 2],
         )

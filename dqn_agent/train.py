@@ -174,7 +174,9 @@ def train_group(
     online.reset_parameters([st.init for st in streams])
     online.to(device)
     target = copy.deepcopy(online)
-    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, foreach=True)
+    # Adam is elementwise, so K stacked agents keep K independent optimizer states; the fused
+    # kernel updates them all in one call.
+    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, fused=True)
     buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
     draws = _Draws(streams, config.batch_size, device)
     log = _Log(specs, device)
@@ -295,8 +297,9 @@ def _agent_weights(online: QNetwork, k: int) -> dict[str, torch.Tensor]:
 class _Log:
     """Rows of the episode and evaluation tables, kept per agent while training runs.
 
-    Episode ends are recorded on the device, one row of a (WINDOW, K) table per env step, and
-    turned into rows on the host only at flushes, so that stepping never waits for the host.
+    Rewards and episode ends are recorded on the device, one row of a (WINDOW, K) table per env
+    step, and summed into episodes on the host only at flushes, so that stepping never waits
+    for the host.
     """
 
     def __init__(self, specs: Sequence[TrialSpec], device: torch.device) -> None:
@@ -305,14 +308,13 @@ class _Log:
         self.episodes: list[list[dict[str, Any]]] = [[] for _ in range(n)]
         self.evals: list[list[dict[str, Any]]] = [[] for _ in range(n)]
         self.episodes_done = [0] * n
-        self._return = torch.zeros(n, device=device)
-        self._length = torch.zeros(n, dtype=torch.int64, device=device)
+        self._reward = torch.zeros(WINDOW, n, device=device)
         self._done = torch.zeros(WINDOW, n, dtype=torch.bool, device=device)
-        self._return_at = torch.zeros(WINDOW, n, device=device)
-        self._length_at = torch.zeros(WINDOW, n, dtype=torch.int64, device=device)
         self._env_step = np.zeros(WINDOW, dtype=np.int64)
         self._wall_s = np.zeros(WINDOW)
         self._filled = self._flushed = 0
+        self._return = np.zeros(n)  # of each agent's episode in progress, up to the last flush
+        self._length = np.zeros(n, dtype=np.int64)
         self._loss_sum = torch.zeros(n, device=device)
         self._q_sum = torch.zeros(n, device=device)
         self._updates = 0
@@ -323,35 +325,33 @@ class _Log:
         """Record row `row` of the window (global `env_step`): rewards and episode ends, (K,)."""
         if row == 0:
             self._filled = self._flushed = 0
-        self._return += reward
-        self._length += 1
+        self._reward[row] = reward
         self._done[row] = done
-        self._return_at[row] = self._return
-        self._length_at[row] = self._length
-        self._return.masked_fill_(done, 0.0)
-        self._length.masked_fill_(done, 0)
         self._env_step[row] = env_step
         self._wall_s[row] = time.perf_counter() - start
         self._filled = row + 1
 
     def flush(self) -> None:
-        """Turn the episode ends recorded since the last flush into table rows."""
-        rows = slice(self._flushed, self._filled)
-        if rows.start < rows.stop:
-            done = self._done[rows].cpu().numpy()
-            returns = self._return_at[rows].cpu().numpy()
-            lengths = self._length_at[rows].cpu().numpy()
-            for t, k in zip(*np.nonzero(done), strict=True):
+        """Sum the rewards recorded since the last flush into episodes; ended ones become rows."""
+        rows = range(self._flushed, self._filled)
+        rewards = self._reward[self._flushed : self._filled].cpu().numpy()
+        dones = self._done[self._flushed : self._filled].cpu().numpy()
+        for t, row in enumerate(rows):
+            self._return += rewards[t]
+            self._length += 1
+            for k in np.flatnonzero(dones[t]):
                 self.episodes[k].append(
                     {
                         "episode": self.episodes_done[k],
-                        "env_step": int(self._env_step[rows.start + t]),
-                        "episode_return": float(returns[t, k]),
-                        "episode_length": int(lengths[t, k]),
-                        "wall_s": float(self._wall_s[rows.start + t]),
+                        "env_step": int(self._env_step[row]),
+                        "episode_return": float(self._return[k]),
+                        "episode_length": int(self._length[k]),
+                        "wall_s": float(self._wall_s[row]),
                     }
                 )
                 self.episodes_done[k] += 1
+            self._return[dones[t]] = 0.0
+            self._length[dones[t]] = 0
         self._flushed = self._filled
 
     def add_update(self, loss: torch.Tensor, q_mean: torch.Tensor) -> None:

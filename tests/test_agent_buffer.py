@@ -24,8 +24,8 @@ def test_ring_wraps_and_overwrites_oldest() -> None:
         _add(buffer, float(value))
     assert buffer.full and len(buffer) == 4 and buffer.pos == 2
     # Slots 0 and 1 were overwritten by transitions 4 and 5; slots 2 and 3 keep 2 and 3.
-    assert buffer.rewards[0].tolist() == [4.0, 5.0, 2.0, 3.0]
-    assert buffer.rewards[1].tolist() == [4.0, 5.0, 2.0, 3.0]
+    in_order = buffer.sample(torch.tensor([[0.0, 0.25, 0.5, 0.75]] * 2))
+    assert in_order.rewards.tolist() == [[4.0, 5.0, 2.0, 3.0]] * 2
 
 
 def test_sampling_only_returns_stored_transitions() -> None:

@@ -1,0 +1,339 @@
+"""Speed benchmark: seed-batched training against the textbook per-step DQN loop.
+
+Everything is measured in one run on one machine, so the ratios compare like with like:
+
+1. this core's fp32 matmul throughput (2048x256 @ 256x256, one thread): the FLOP-rate yardstick;
+2. the naive textbook loop, written below (one gymnasium env, a deque of tuples as replay
+   buffer, one update per env step), one trial per core, all cores busy at once;
+3. the project's trainer at K = 1 (one seed), one thread;
+4. the reference workload, the course's network-size sweep (hidden sizes [64], [256], [64, 64],
+   [256, 256], 10 seeds each; lr 1e-3, batch 64, buffer 5000, an update every env step, hard
+   target copy every 50 steps), as 4 groups of 10 seeds, one process per core ("direct"), and
+   through the sweep runner on a local Ray instance ("ray");
+5. how the cost of a group grows with K (1, 2, 4, ..., 64) for the [64, 64] configuration.
+
+    .venv/bin/python -m benchmarks.bench_speed                  # the full benchmark
+    .venv/bin/python -m benchmarks.bench_speed --steps 10000    # shorter trials
+
+Writes JSON and a Markdown table to benchmarks/results/speed.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from dqn_agent import AgentConfig, Budget, EvalSettings, TrialSpec, train_group
+
+SIZES: list[tuple[int, ...]] = [(64,), (256,), (64, 64), (256, 256)]
+REFERENCE = AgentConfig(
+    hidden_sizes=(64,),
+    lr=1e-3,
+    batch_size=64,
+    buffer_size=5_000,
+    gamma=0.99,
+    learning_starts=64,
+    train_every=1,
+    gradient_steps=1,
+    target_update_every=50,
+    tau=1.0,
+    loss="mse",
+    epsilon_start=1.0,
+    epsilon_end=0.05,
+    epsilon_schedule="exponential",
+    epsilon_decay_steps=750,
+    max_grad_norm=None,
+)
+
+
+def size_text(sizes: tuple[int, ...]) -> str:
+    return "x".join(map(str, sizes))
+
+
+def matmul_gflops(seconds: float = 3.0) -> float:
+    """fp32 GFLOP/s of (2048, 256) @ (256, 256) on one thread, best of several timed bursts."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(2048, 256), torch.randn(256, 256)
+    flop, best = 2 * 2048 * 256 * 256, 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        for _ in range(20):
+            a @ b
+        best = max(best, 20 * flop / (time.perf_counter() - start))
+    return best / 1e9
+
+
+def flop_per_agent_step(sizes: tuple[int, ...], config: AgentConfig, obs_dim: int = 4) -> float:
+    """Matmul FLOPs of one agent-env-step: the acting forward pass of one observation, and per
+    gradient step the online forward, its backward (twice the forward), and the target forward."""
+    widths = [obs_dim, *sizes, 2]
+    forward = 2 * sum(a * b for a, b in itertools.pairwise(widths))
+    updates_per_step = config.gradient_steps / config.train_every
+    return forward + updates_per_step * config.batch_size * forward * (1 + 2 + 1)
+
+
+# --- the naive textbook loop --------------------------------------------------------------------
+
+
+def naive_rate(sizes: tuple[int, ...], steps: int, seed: int = 0) -> float:
+    """Env steps per second of the textbook DQN loop, one thread, after a short warm-up."""
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    env = gym.make("CartPole-v1")
+    layers: list[nn.Module] = []
+    fan_in = 4
+    for width in sizes:
+        layers += [nn.Linear(fan_in, width), nn.ReLU()]
+        fan_in = width
+    q_net = nn.Sequential(*layers, nn.Linear(fan_in, 2))
+    target_net = copy.deepcopy(q_net)
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=1e-3)
+    buffer: deque[tuple[Any, int, float, Any, bool]] = deque(maxlen=5_000)
+    obs, _ = env.reset(seed=seed)
+    warmup, start = 500, 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        epsilon = 0.05 + 0.95 * np.exp(-step / 750)
+        if rng.random() < epsilon:
+            action = int(env.action_space.sample())
+        else:
+            with torch.no_grad():
+                action = int(q_net(torch.tensor(obs, dtype=torch.float32)).argmax())
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.append((obs, action, float(reward), next_obs, terminated))
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+        if len(buffer) >= 64:
+            batch = rng.sample(buffer, 64)
+            states = torch.tensor(np.array([t[0] for t in batch]), dtype=torch.float32)
+            actions = torch.tensor([t[1] for t in batch])
+            rewards = torch.tensor([t[2] for t in batch])
+            next_states = torch.tensor(np.array([t[3] for t in batch]), dtype=torch.float32)
+            dones = torch.tensor([t[4] for t in batch], dtype=torch.float32)
+            with torch.no_grad():
+                targets = rewards + 0.99 * (1 - dones) * target_net(next_states).max(1).values
+            q = q_net(states).gather(1, actions.unsqueeze(1)).squeeze(1)
+            loss = nn.functional.mse_loss(q, targets)
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+        if step % 50 == 0:
+            target_net.load_state_dict(q_net.state_dict())
+    return steps / (time.perf_counter() - start)
+
+
+# --- the project's trainer ----------------------------------------------------------------------
+
+
+def group_specs(sizes: tuple[int, ...], seeds: range, steps: int) -> list[TrialSpec]:
+    agent = AgentConfig.from_dict({**REFERENCE.to_dict(), "hidden_sizes": list(sizes)})
+    return [
+        TrialSpec(
+            env_id="CartPole-v1",
+            agent=agent,
+            seed=seed,
+            budget=Budget(env_steps=steps),
+            eval=EvalSettings(every_steps=max(steps // 10, 1), episodes=10),
+            label=f"hidden_sizes={size_text(sizes)}",
+        )
+        for seed in seeds
+    ]
+
+
+def group_rate(sizes: tuple[int, ...], n_seeds: int, steps: int) -> dict[str, float]:
+    """Train one group of `n_seeds` seeds on one thread; agent-env-steps per second."""
+    torch.set_num_threads(1)
+    train_group(group_specs(sizes, range(n_seeds), 300))  # warm-up: imports, allocator
+    start = time.perf_counter()
+    train_group(group_specs(sizes, range(n_seeds), steps))
+    wall = time.perf_counter() - start
+    return {
+        "n_seeds": n_seeds,
+        "steps": steps,
+        "wall_s": wall,
+        "agent_steps_per_s": n_seeds * steps / wall,
+    }
+
+
+def reference_direct(steps: int, workers: int) -> dict[str, Any]:
+    """The reference sweep as 4 groups of 10 seeds, one process per core."""
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        futures = {size_text(s): pool.submit(group_rate, s, 10, steps) for s in SIZES}
+        per_config = {name: f.result() for name, f in futures.items()}
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "agent_steps_per_s": 40 * steps / wall, "per_config": per_config}
+
+
+def reference_ray(steps: int, workers: int) -> dict[str, Any]:
+    """The reference sweep through `dqn-sweep run` on a local Ray instance, groups of 10."""
+    spec = {
+        "name": "reference",
+        "env": "CartPole-v1",
+        "seeds": 10,
+        "budget": {"env_steps": steps},
+        "eval": {"every_steps": max(steps // 10, 1), "episodes": 10},
+        "agent": {k: v for k, v in REFERENCE.to_dict().items() if k != "hidden_sizes"},
+        "grid": {"hidden_sizes": [list(s) for s in SIZES]},
+        "resources": {"cpus_per_trial": 1},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "reference.yaml"
+        path.write_text(json.dumps(spec))  # JSON is YAML
+        command = [
+            str(Path(sys.executable).with_name("dqn-sweep")),
+            "run",
+            str(path),
+            "--out",
+            str(Path(tmp) / "results"),
+            "--group-size",
+            "10",
+        ]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            return {"error": done.stderr[-2000:], "command": " ".join(command)}
+    return {"wall_s": wall, "agent_steps_per_s": 40 * steps / wall, "workers": workers}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50_000, help="env steps per reference trial")
+    parser.add_argument("--naive-steps", type=int, default=3_000)
+    parser.add_argument("--scaling-steps", type=int, default=2_000)
+    parser.add_argument("--ks", default="1,2,4,8,16,32,64")
+    parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    workers = os.cpu_count() or 1
+    record: dict[str, Any] = {
+        "host": platform.node(),
+        "cpus": workers,
+        "torch": torch.__version__,
+        "command": "python -m benchmarks.bench_speed " + " ".join(sys.argv[1:]),
+        "reference_steps_per_trial": args.steps,
+    }
+
+    record["matmul_gflops_one_core"] = gflops = matmul_gflops()
+    print(f"matmul: {gflops:.1f} GFLOP/s on one core", flush=True)
+
+    naive: dict[str, Any] = {}
+    with ProcessPoolExecutor(workers) as pool:
+        for sizes in SIZES:
+            rates = list(pool.map(naive_rate, [sizes] * workers, [args.naive_steps] * workers))
+            naive[size_text(sizes)] = {"per_core": statistics.mean(rates), "all_cores": sum(rates)}
+            print(f"naive {size_text(sizes)}: {naive[size_text(sizes)]}", flush=True)
+    record["naive"] = naive
+
+    record["k1"] = {size_text(s): group_rate(s, 1, args.naive_steps) for s in SIZES}
+    print(f"project K=1: {record['k1']}", flush=True)
+
+    record["reference_direct"] = direct = reference_direct(args.steps, workers)
+    print(f"reference direct: {direct['agent_steps_per_s']:.0f} agent-steps/s", flush=True)
+    if not args.skip_ray:
+        record["reference_ray"] = reference_ray(args.steps, workers)
+        print(f"reference ray: {record['reference_ray']}", flush=True)
+
+    ks = [int(k) for k in args.ks.split(",")]
+    record["scaling_64x64"] = {k: group_rate((64, 64), k, args.scaling_steps) for k in ks}
+
+    # Ratios, all against the naive loop measured above.
+    naive_sweep = statistics.mean(naive[size_text(s)]["all_cores"] for s in SIZES)
+    per_config = {
+        name: {
+            "agent_steps_per_s": r["agent_steps_per_s"],
+            "vs_naive_one_core": r["agent_steps_per_s"] / naive[name]["per_core"],
+        }
+        for name, r in direct["per_config"].items()
+    }
+    big = direct["per_config"]["256x256"]["agent_steps_per_s"]
+    gflops_256 = big * flop_per_agent_step((256, 256), REFERENCE) / 1e9
+    record["summary"] = {
+        "sweep_vs_naive": direct["agent_steps_per_s"] / naive_sweep,
+        "sweep_ray_vs_naive": record.get("reference_ray", {}).get("agent_steps_per_s", float("nan"))
+        / naive_sweep,
+        "per_config": per_config,
+        "gflops_256x256": gflops_256,
+        "fraction_of_matmul_256x256": gflops_256 / gflops,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.json").write_text(json.dumps(record, indent=2) + "\n")
+    (args.out / "speed.md").write_text(markdown(record))
+    print(markdown(record))
+
+
+def markdown(record: dict[str, Any]) -> str:
+    s = record["summary"]
+    lines = [
+        f"# Speed: seed-batched DQN vs the textbook loop ({record['cpus']} cores)",
+        "",
+        f"Command: `{record['command']}`; torch {record['torch']}; "
+        f"{record['reference_steps_per_trial']:,} env steps per reference trial.",
+        f"Matmul yardstick: {record['matmul_gflops_one_core']:.1f} GFLOP/s on one core.",
+        "",
+        "| configuration | naive, one core | project K=1 | project K=10 (one core) | ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, cfg in s["per_config"].items():
+        lines.append(
+            f"| {name} | {record['naive'][name]['per_core']:,.0f} | "
+            f"{record['k1'][name]['agent_steps_per_s']:,.0f} | "
+            f"{cfg['agent_steps_per_s']:,.0f} | {cfg['vs_naive_one_core']:.1f}x |"
+        )
+    ray = record.get("reference_ray", {})
+    lines += [
+        "",
+        "Whole reference sweep (40 trials), agent-env-steps per second on all cores:",
+        "",
+        "| run | agent-steps/s | wall s | vs naive (one trial per core) |",
+        "|---|---:|---:|---:|",
+        f"| direct, groups of 10 | {record['reference_direct']['agent_steps_per_s']:,.0f} | "
+        f"{record['reference_direct']['wall_s']:.0f} | {s['sweep_vs_naive']:.1f}x |",
+    ]
+    if "agent_steps_per_s" in ray:
+        lines.append(
+            f"| dqn-sweep run on Ray, groups of 10 | {ray['agent_steps_per_s']:,.0f} | "
+            f"{ray['wall_s']:.0f} | {s['sweep_ray_vs_naive']:.1f}x |"
+        )
+    lines += [
+        "",
+        f"256x256 at K=10: {s['gflops_256x256']:.1f} GFLOP/s of matmul work, "
+        f"{100 * s['fraction_of_matmul_256x256']:.0f}% of the measured matmul throughput.",
+        "",
+        "Cost of a group as K grows ([64, 64]):",
+        "",
+        "| K | agent-steps/s | ms per env step of the group |",
+        "|---:|---:|---:|",
+    ]
+    for k, r in record["scaling_64x64"].items():
+        ms_per_step = 1000 * r["wall_s"] / r["steps"]
+        lines.append(f"| {k} | {r['agent_steps_per_s']:,.0f} | {ms_per_step:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
