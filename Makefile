@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint unit bench bench-learning clean
 
 $(BIN)/dqn-sweep: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,23 @@ unit: setup
 	$(BIN)/pytest -q
 
 test: lint unit
+
+# The main job on its embedded default: a network-size comparison on CartPole-v1, then its
+# figures and summary table, all under results/demo.
+demo: setup
+	$(BIN)/dqn-sweep run sweeps/specs/demo.yaml --out results
+	$(BIN)/dqn-sweep plot results/demo
+	$(BIN)/dqn-sweep summary results/demo
+
+# Benchmarks (not tests): figures land in benchmarks/results/ with the command that made them.
+bench: setup
+	$(BIN)/python -m benchmarks.bench_speed
+	$(BIN)/python -m benchmarks.bench_scheduling
+	$(BIN)/python -m benchmarks.bench_analysis
+
+bench-learning: setup
+	$(BIN)/python -m benchmarks.bench_learning --env CartPole-v1
+	$(BIN)/python -m benchmarks.bench_learning --env LunarLander-v3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -27,7 +27,7 @@ from dqn_agent import Budget, EvalSettings, TrialSpec, default_config, train_gro
 
 TARGETS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {"seeds": 10, "env_steps": 50_000, "threshold": 475.0, "eval_every": 2_500},
-    "LunarLander-v3": {"seeds": 5, "env_steps": 300_000, "threshold": 200.0, "eval_every": 10_000},
+    "LunarLander-v3": {"seeds": 5, "env_steps": 300_000, "threshold": 200.0, "eval_every": 25_000},
 }
 
 

@@ -156,3 +156,11 @@ def test_agent_clears_a_reward_threshold_on_cartpole_within_a_small_budget() -> 
     result = train(spec)
     assert result.evals["eval_return_mean"].iloc[0] < 50
     assert result.evals["eval_return_mean"].max() >= 150
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_training_matches_its_own_seed_and_keeps_weights_on_the_host_afterwards() -> None:
+    spec = TrialSpec(**{**_spec(2).__dict__, "device": "cuda"})
+    first, second = train(spec), train(spec)
+    assert first.evals["eval_return_mean"].tolist() == second.evals["eval_return_mean"].tolist()
+    assert all(t.device.type == "cpu" for t in first.state_dict.values())
