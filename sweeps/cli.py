@@ -1,0 +1,151 @@
+"""The `dqn-sweep` command: validate and run sweep specs; plot and summarise their results.
+
+Exit codes: 0 all good; 1 the run finished but some trials failed; 2 bad input (nothing
+written); 130 interrupted (Ctrl-C; finished trials are kept, a rerun resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sweeps.spec import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dqn-sweep",
+        description="Run sweeps of DQN trials on Ray and analyse their results.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate", help="check a sweep spec and list the configurations it plans"
+    )
+    validate.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
+    validate.set_defaults(func=_validate)
+
+    run = commands.add_parser(
+        "run",
+        help="train every trial of a spec not yet complete in its results folder",
+        description="Train every trial of SPEC not yet complete in OUT/<name>; a rerun resumes.",
+    )
+    run.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
+    run.add_argument(
+        "--out", default="results", help="parent folder of the results (default: results)"
+    )
+    run.add_argument(
+        "--address",
+        help="Ray cluster to use ('auto', 'HOST:PORT'); default: $RAY_ADDRESS, else a local one",
+    )
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete the sweep's results folder (after the spec checks) and start over",
+    )
+    run.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        metavar="N",
+        help="most tasks submitted at once (default: resources.max_in_flight, else 2x capacity)",
+    )
+    run.add_argument(
+        "--group-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="seeds of one configuration trained together in one task, as one batched "
+        "computation (default: enough to fill every task slot of the cluster, at most all "
+        "seeds of a configuration; 1 for budgets in episodes)",
+    )
+    run.add_argument(
+        "--quiet", action="store_true", help="no progress display, only the final summary"
+    )
+    run.set_defaults(func=_run)
+
+    _add_analysis_commands(commands)
+    return parser
+
+
+def _add_analysis_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `plot` and `summary` from the analysis package, where it provides them."""
+    try:
+        from analysis.cli import add_plot_parser, add_summary_parser
+    except ImportError:
+        return
+    add_plot_parser(commands)
+    add_summary_parser(commands)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from sweeps.plan import make_plan
+    from sweeps.spec import load_spec
+
+    spec = load_spec(args.spec)
+    plan = make_plan(spec)
+    budget = (
+        f"{spec.budget.env_steps:,} env steps"
+        if spec.budget.env_steps is not None
+        else f"{spec.budget.episodes:,} episodes"
+    )
+    print(f"{spec.source}: OK")
+    print(
+        f"sweep {spec.name!r} on {spec.env_id}: {len(spec.configs)} configuration(s) x "
+        f"{len(spec.seeds)} seed(s) = {len(plan.trials)} trials of {budget} each"
+    )
+    for point in spec.configs:
+        print(f"  {point.label}")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Ray is imported only by the commands that need it: `validate` stays quick.
+    from sweeps.runner import run_sweep
+    from sweeps.spec import load_spec
+
+    spec = load_spec(args.spec)
+    report = run_sweep(
+        spec,
+        out=args.out,
+        address=args.address,
+        fresh=args.fresh,
+        max_in_flight=args.max_in_flight,
+        group_size=args.group_size,
+        quiet=args.quiet,
+        command=["dqn-sweep", *args.argv],
+    )
+    return report.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]) and return its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    try:
+        code: int = args.func(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return code
+
+
+def run_cli() -> None:
+    """Console-script entry point: exit with `main`'s code."""
+    sys.exit(main())

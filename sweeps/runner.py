@@ -1,0 +1,533 @@
+"""Running a sweep on Ray: one task per unit of work, a cap on tasks in flight, retries, Ctrl-C.
+
+The task is the plain function `run_unit`, which Ray wraps. It gets everything it needs in its
+arguments (frozen TrialSpecs) and hands back plain data (tables, figures, weights); only the
+driver writes files, so a task that Ray retries can never leave a second copy of a trial's rows.
+
+Two kinds of failure are told apart. A worker process that dies (killed, out of memory, lost
+node) makes Ray run the task again, up to `MAX_RETRIES` times. An ordinary Python error in
+training is not retried: the trial is recorded as failed, with its traceback, and the others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, TextIO
+
+import ray
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from dqn_agent import Progress as TrainProgress
+from dqn_agent import TrialSpec, train_group
+from sweeps.plan import Plan, Unit, auto_group_size, make_plan
+from sweeps.spec import InputError, Resources, SweepSpec
+from sweeps.store import (
+    ResultsFolder,
+    ResultsStore,
+    TrialOutcome,
+    check_resume,
+    provenance,
+)
+
+MAX_RETRIES = 3
+"""Times Ray reruns a task whose worker process died (never for a Python exception)."""
+FAIL_ENV = "DQN_SWEEPS_FAIL_TRIAL"
+"""For tests: comma-separated labels, seeds or trial ids whose training raises an error."""
+KILL_ENV = "DQN_SWEEPS_KILL_ONCE"
+"""For tests: a folder; each trial's first attempt SIGKILLs its own worker mid-training."""
+
+
+class Faults(NamedTuple):
+    """Failures injected on purpose, to test the runner; read by the driver, sent to tasks."""
+
+    fail: frozenset[str] = frozenset()
+    kill_once_dir: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Faults | None:
+        fail = frozenset(v.strip() for v in os.environ.get(FAIL_ENV, "").split(",") if v.strip())
+        kill = os.environ.get(KILL_ENV) or None
+        return cls(fail, kill) if fail or kill else None
+
+    def raise_if_chosen(self, unit: Sequence[TrialSpec]) -> None:
+        for spec in unit:
+            if {spec.label, str(spec.seed), spec.trial_id} & self.fail:
+                raise RuntimeError(f"{FAIL_ENV} injected a failure: {spec.label} seed {spec.seed}")
+
+    def kill_hook(self, unit: Sequence[TrialSpec]) -> Callable[[TrainProgress], None] | None:
+        if self.kill_once_dir is None:
+            return None
+        marker = Path(self.kill_once_dir) / unit[0].trial_id
+        if marker.exists():
+            return None
+
+        def kill(_: TrainProgress) -> None:
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        return kill
+
+
+def run_unit(unit: Sequence[TrialSpec], cpus: float, faults: Faults | None) -> list[TrialOutcome]:
+    """Train one unit of work (seeds of one configuration); one outcome per trial, in order.
+
+    `cpus` is what the task reserved (the torch threads it may use); `faults` is for tests.
+    """
+    # Threads beyond the cores reserved for the task would compete with the other tasks.
+    torch.set_num_threads(max(1, math.floor(cpus)))
+    host, node_id, attempts = socket.gethostname(), _node_id(), _attempt_number() + 1
+    try:
+        progress = None
+        if faults is not None:
+            faults.raise_if_chosen(unit)
+            progress = faults.kill_hook(unit)
+        results = train_group(list(unit), progress=progress)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}\n\n{''.join(traceback.format_exception(exc))}"
+        return [
+            TrialOutcome(
+                spec=spec,
+                status="failed",
+                error=error,
+                host=host,
+                node_id=node_id,
+                attempts=attempts,
+            )
+            for spec in unit
+        ]
+    return [
+        TrialOutcome(
+            spec=result.spec,
+            status="complete",
+            episodes=result.episodes,
+            evals=result.evals,
+            state_dict=result.state_dict,
+            obs_dim=result.obs_dim,
+            n_actions=result.n_actions,
+            wall_s=result.wall_s,
+            env_steps=result.env_steps,
+            host=host,
+            node_id=node_id,
+            attempts=attempts,
+        )
+        for result in results
+    ]
+
+
+_run_unit_task = ray.remote(run_unit)
+
+
+def _node_id() -> str:
+    return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
+
+
+def _attempt_number() -> int:
+    """Times Ray already retried the running task (0 on the first attempt, or outside Ray)."""
+    try:
+        # Ray has no public call for this; the core worker knows it.
+        worker: Any = ray._private.worker.global_worker
+        return int(worker.core_worker.get_current_task_attempt_number())
+    except Exception:
+        return 0
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a run did: trials planned, skipped, finished, failed; whether it was interrupted."""
+
+    folder: Path
+    n_trials: int
+    n_skipped: int
+    outcomes: tuple[TrialOutcome, ...]
+    interrupted: bool
+    wall_s: float
+
+    @property
+    def failed(self) -> list[TrialOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        """130 if interrupted (as for SIGINT), 1 if a trial failed, else 0."""
+        return 130 if self.interrupted else 1 if self.failed else 0
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    out: str | Path = "results",
+    address: str | None = None,
+    fresh: bool = False,
+    max_in_flight: int | None = None,
+    group_size: int | None = None,
+    quiet: bool = False,
+    command: Sequence[str] | None = None,
+    stream: TextIO | None = None,
+    on_outcome: Callable[[TrialOutcome], None] | None = None,
+) -> RunReport:
+    """Train every trial of `spec` not yet complete in `out/<name>`, on Ray, recording each.
+
+    Raises `InputError` (nothing written) if the folder holds trials the spec would change, an
+    option is impossible, or the cluster cannot be reached. Uses the Ray instance of the caller
+    if there is one; otherwise connects to `address` (or $RAY_ADDRESS), or else starts a local
+    instance for the run. `on_outcome` is called after each finished trial has been recorded.
+    """
+    stream = stream or sys.stdout
+    command = list(command) if command is not None else [*sys.argv]
+    folder = ResultsFolder(Path(out) / spec.name)
+    complete = check_resume(folder, spec, fresh=fresh)
+    plan = make_plan(spec, complete=complete, group_size=group_size or 1)
+    print(
+        f"{spec.name}: {len(plan.trials)} trials, {plan.n_skipped} already complete, "
+        f"{len(plan.todo)} to train -> {folder.root}",
+        file=stream,
+        flush=True,
+    )
+    if not plan.units:
+        return RunReport(folder.root, len(plan.trials), plan.n_skipped, (), False, 0.0)
+
+    start = time.perf_counter()
+    with ray_session(address, spec.resources) as cluster:
+        capacity = _capacity(spec.resources)
+        if group_size is None:  # "auto": known only once the cluster's size is
+            group_size = auto_group_size(spec, len(plan.todo), capacity)
+            plan = make_plan(spec, complete=complete, group_size=group_size)
+        cap = max_in_flight or spec.resources.max_in_flight or 2 * capacity
+        store = ResultsStore.open(
+            folder,
+            spec,
+            fresh=fresh,
+            run_info={
+                **provenance(command),
+                "ray": cluster,
+                "trials": len(plan.trials),
+                "to_train": len(plan.todo),
+                "group_size": group_size,
+                "max_in_flight": cap,
+            },
+        )
+        reporter = _make_reporter(len(plan.todo), quiet=quiet, stream=stream)
+        try:
+            outcomes, interrupted = _execute(
+                plan,
+                spec.resources,
+                store,
+                reporter,
+                cap=cap,
+                capacity=capacity,
+                faults=Faults.from_env(),
+                on_outcome=on_outcome,
+            )
+        finally:
+            reporter.close()
+        failed = [o.spec.trial_id for o in outcomes if o.status == "failed"]
+        store.finish({"trained": len(outcomes), "failed": failed, "interrupted": interrupted})
+    report = RunReport(
+        folder.root,
+        len(plan.trials),
+        plan.n_skipped,
+        tuple(outcomes),
+        interrupted,
+        time.perf_counter() - start,
+    )
+    _print_summary(report, command, stream)
+    return report
+
+
+def _execute(
+    plan: Plan,
+    resources: Resources,
+    store: ResultsStore,
+    reporter: Reporter,
+    *,
+    cap: int,
+    capacity: int,
+    faults: Faults | None,
+    on_outcome: Callable[[TrialOutcome], None] | None,
+) -> tuple[list[TrialOutcome], bool]:
+    """Submit units with at most `cap` in flight; record each as it finishes. Ctrl-C cancels.
+
+    `capacity` is how many tasks the cluster runs at once (the rest of those in flight queue).
+    """
+    options = {
+        "num_cpus": resources.cpus_per_trial,
+        "num_gpus": resources.gpus_per_trial,
+        "max_retries": MAX_RETRIES,
+        "retry_exceptions": False,
+    }
+    queue: deque[Unit] = deque(plan.units)
+    pending: dict[Any, Unit] = {}
+    outcomes: list[TrialOutcome] = []
+    try:
+        while queue or pending:
+            while queue and len(pending) < cap:
+                unit = queue.popleft()
+                ref = _run_unit_task.options(name=_task_name(unit), **options).remote(
+                    unit, resources.cpus_per_trial, faults
+                )
+                pending[ref] = unit
+            # Tasks beyond the cluster's capacity wait in Ray's queue: not counted as running.
+            running = sorted(len(unit) for unit in pending.values())[:capacity]
+            reporter.update(running=sum(running))
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in done:
+                for outcome in _collect(ref, pending.pop(ref)):
+                    store.record(outcome)
+                    outcomes.append(outcome)
+                    reporter.finished(outcome)
+                    if on_outcome is not None:
+                        on_outcome(outcome)
+    except KeyboardInterrupt:
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        return outcomes, True
+    return outcomes, False
+
+
+def _collect(ref: Any, unit: Unit) -> list[TrialOutcome]:
+    try:
+        return list(ray.get(ref))
+    except ray.exceptions.RayError as exc:
+        # Either something run_unit does not catch (a BaseException, never retried) or a worker
+        # that died on every attempt (killed, out of memory, node lost).
+        attempts = 1 if isinstance(exc, ray.exceptions.RayTaskError) else MAX_RETRIES + 1
+        error = f"{type(exc).__name__}: {exc}"
+        return [
+            TrialOutcome(spec=spec, status="failed", error=error, attempts=attempts)
+            for spec in unit
+        ]
+
+
+def _task_name(unit: Unit) -> str:
+    seeds = ",".join(str(spec.seed) for spec in unit)
+    return f"trial {unit[0].label} seed {seeds}"
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, resources: Resources) -> Iterator[dict[str, Any]]:
+    """Use the caller's Ray, or connect to `address` / $RAY_ADDRESS, or start a local one.
+
+    Yields facts about the cluster for the manifest. A local instance is sized to this machine
+    and shut down at the end; its tasks must fit on it, while a cluster may still grow.
+    """
+    started = False
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    if not ray.is_initialized():
+        try:
+            if target is not None:
+                _check_reachable(target)
+                ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
+            else:
+                # 'local' so that a cluster started with `ray start` is not joined by surprise.
+                ray.init(
+                    address="local",
+                    num_cpus=machine_cpus(),
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                )
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise InputError(f"--address {target}: cannot connect to a Ray cluster: {exc}") from exc
+        started = True
+    try:
+        _check_fits(resources, strict=started and target is None)
+        yield {
+            "address": target or "local",
+            "gcs_address": ray.get_runtime_context().gcs_address,
+            "nodes": len(_alive_nodes()),
+            "cluster_resources": ray.cluster_resources(),  # type: ignore[no-untyped-call]
+        }
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast where nothing listens at HOST:PORT: `ray.init` would retry for many minutes."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or "auto"  # what Ray itself would use
+    host, colon, port = address.rpartition(":")
+    if address in ("auto", "local") or "://" in address or not colon or not port.isdigit():
+        return  # Ray finds or explains these itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise InputError(
+            f"--address {address}: no Ray cluster answers there ({exc}); check the address "
+            "that `ray start --head` printed, or leave --address out to run on this machine"
+        ) from None
+
+
+def machine_cpus() -> int:
+    """CPU cores this process may use (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _alive_nodes() -> list[dict[str, float]]:
+    nodes = ray.nodes()  # type: ignore[no-untyped-call]
+    return [dict(node["Resources"]) for node in nodes if node.get("Alive")]
+
+
+def _capacity(resources: Resources) -> int:
+    """Tasks the cluster can run at once, node by node (at least 1)."""
+    total = 0
+    for node in _alive_nodes():
+        fit = node.get("CPU", 0.0) / resources.cpus_per_trial
+        if resources.gpus_per_trial > 0:
+            fit = min(fit, node.get("GPU", 0.0) / resources.gpus_per_trial)
+        total += math.floor(fit + 1e-9)
+    return max(1, total)
+
+
+def _check_fits(resources: Resources, *, strict: bool) -> None:
+    cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
+    nodes = _alive_nodes()
+    if any(n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus for n in nodes):
+        return
+    sizes = ", ".join(f"{n.get('CPU', 0):g} CPU and {n.get('GPU', 0):g} GPU" for n in nodes)
+    message = (
+        f"resources: a task asks for {cpus:g} CPU and {gpus:g} GPU, more than any node of the "
+        f"Ray cluster has (nodes: {sizes or 'none'})"
+    )
+    if strict:
+        raise InputError(f"{message}; lower resources.cpus_per_trial or gpus_per_trial")
+    print(f"warning: {message}; tasks wait until such a node joins", file=sys.stderr)
+
+
+class Reporter(Protocol):
+    """Shows a run's progress: a live display on a terminal, else a line per finished trial."""
+
+    def update(self, *, running: int) -> None: ...
+
+    def finished(self, outcome: TrialOutcome) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _make_reporter(total: int, *, quiet: bool, stream: TextIO) -> Reporter:
+    if not quiet and stream.isatty():
+        return _LiveReporter(total, stream)
+    return _LineReporter(total, stream, quiet=quiet)
+
+
+def describe_outcome(outcome: TrialOutcome) -> str:
+    """One line about a finished trial: id, configuration, seed, final evaluation, wall time."""
+    spec = outcome.spec
+    head = f"{spec.trial_id}  {spec.label}  seed={spec.seed}"
+    retried = f"  attempts={outcome.attempts}" if outcome.attempts > 1 else ""
+    if outcome.status == "failed":
+        first_line = (outcome.error.splitlines() or ["(no error message)"])[0]
+        return f"FAILED    {head}{retried}  {first_line}"
+    return (
+        f"complete  {head}  final_eval={outcome.final_eval_return:.2f}  "
+        f"wall={outcome.wall_s:.1f}s{retried}"
+    )
+
+
+class _LineReporter:
+    """One log line per finished trial, for logs and pipes (nothing at all when quiet)."""
+
+    def __init__(self, total: int, stream: TextIO, *, quiet: bool) -> None:
+        self.total, self.stream, self.quiet, self.done = total, stream, quiet, 0
+
+    def update(self, *, running: int) -> None:
+        pass
+
+    def finished(self, outcome: TrialOutcome) -> None:
+        self.done += 1
+        if not self.quiet:
+            width = len(str(self.total))
+            line = f"[{self.done:>{width}}/{self.total}] {describe_outcome(outcome)}"
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class _LiveReporter:
+    """A live progress bar: trials done, running and failed, env steps per second, ETA."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.start = time.perf_counter()
+        self.env_steps = 0
+        self.failed = 0
+        self.progress = Progress(
+            TextColumn("[bold]trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("running {task.fields[running]}  failed {task.fields[failed]}"),
+            TextColumn("{task.fields[rate]} env steps/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+        )
+        self.task = self.progress.add_task("trials", total=total, running=0, failed=0, rate="-")
+        self.progress.start()
+
+    def update(self, *, running: int) -> None:
+        self.progress.update(self.task, running=running)
+
+    def finished(self, outcome: TrialOutcome) -> None:
+        if outcome.status == "failed":
+            self.failed += 1
+            self.progress.console.print(describe_outcome(outcome), markup=False)
+        self.env_steps += outcome.env_steps
+        rate = self.env_steps / max(time.perf_counter() - self.start, 1e-9)
+        self.progress.update(self.task, advance=1, failed=self.failed, rate=f"{rate:,.0f}")
+
+    def close(self) -> None:
+        self.progress.update(self.task, running=0)
+        self.progress.stop()
+
+
+def _print_summary(report: RunReport, command: Sequence[str], stream: TextIO) -> None:
+    complete = len(report.outcomes) - len(report.failed)
+    print(
+        f"trained {len(report.outcomes)} trial(s) in {report.wall_s:.1f} s: {complete} complete, "
+        f"{len(report.failed)} failed; results in {report.folder}",
+        file=stream,
+    )
+    # Resuming must not start over: drop --fresh from the command to repeat.
+    again = shlex.join([arg for arg in command if arg != "--fresh"]) or "dqn-sweep run ..."
+    if report.failed:
+        print(f"{len(report.failed)} trial(s) failed:", file=stream)
+        for outcome in report.failed:
+            print(f"  {describe_outcome(outcome)}", file=stream)
+        print(
+            f"their errors and tracebacks are in {report.folder / 'trials.parquet'} (column "
+            f"'error'); to retry them, run again: {again}",
+            file=stream,
+        )
+    if report.interrupted:
+        print(
+            f"interrupted: running tasks were cancelled; finished trials are kept in "
+            f"{report.folder}. To resume, run again: {again}",
+            file=stream,
+        )
+    stream.flush()

@@ -1,0 +1,579 @@
+"""Reading a sweep spec (YAML) and checking all of it before anything runs or is written.
+
+A spec names one environment, the agent settings shared by every trial (`agent`), the settings
+swept over (`grid`, a Cartesian product, and optionally `variants`, named sets of overrides),
+the seeds, the budget, the evaluation and the resources of a trial. Every problem found is
+reported at once, each as ``FILE: KEY.PATH: what is wrong; what is allowed``.
+
+The agent's own checks are reused rather than copied: every configuration of the sweep is built
+as an `AgentConfig` here, and the `ValueError` it raises is mapped back to the key that set the
+offending value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import itertools
+import math
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dqn_agent import (
+    AgentConfig,
+    Budget,
+    EvalSettings,
+    UnsupportedEnvError,
+    default_config,
+    hidden_sizes_text,
+    make_env,
+)
+
+TOP_KEYS = ("name", "env", "seeds", "budget", "eval", "agent", "grid", "variants", "resources")
+REQUIRED_KEYS = {
+    "name": "give a folder-safe name such as 'network_sizes'",
+    "env": "give a gymnasium id such as 'CartPole-v1'",
+    "seeds": "give a count (seeds: 5 means seeds 0..4) or a list of distinct integers",
+    "budget": "give budget: {env_steps: N} or budget: {episodes: N}",
+}
+AGENT_KEYS = tuple(f.name for f in dataclasses.fields(AgentConfig))
+BUDGET_KEYS = tuple(f.name for f in dataclasses.fields(Budget))
+EVAL_KEYS = tuple(f.name for f in dataclasses.fields(EvalSettings))
+RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_in_flight")
+AGENT_SECTIONS = ("agent", "grid", "variants")
+
+# Folder names and variant names end up in paths and in comma-separated labels.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,59}$")
+
+
+class InputError(Exception):
+    """Input that cannot run: a bad spec, a refused resume, an impossible option (exit code 2)."""
+
+
+class SpecError(InputError):
+    """A spec with problems. `problems` holds (key path, message) pairs; str() names the file."""
+
+    def __init__(self, source: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = [
+            f"{source}: {path}: {msg}" if path else f"{source}: {msg}" for path, msg in problems
+        ]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one Ray task (one trial, or one group of seeds) asks the cluster for."""
+
+    cpus_per_trial: float = 1.0
+    """CPU cores reserved per task; also the number of torch threads the task uses."""
+    gpus_per_trial: float = 0.0
+    """GPUs per task; fractions such as 0.25 let several tasks share one GPU."""
+    max_in_flight: int | None = None
+    """Most tasks submitted at once (None: twice what the cluster can run at a time)."""
+
+
+@dataclass(frozen=True)
+class ConfigPoint:
+    """One configuration of the sweep: the agent, and a label saying what sets it apart."""
+
+    label: str
+    """What varies, e.g. 'hidden_sizes=64x64' or 'double=True,dueling=False'; 'default' if none."""
+    agent: AgentConfig
+    settings: Mapping[str, Any]
+    """The swept values of this point (variant overrides and grid values), by hyperparameter."""
+
+
+@dataclass(frozen=True, eq=False)
+class SweepSpec:
+    """A checked sweep spec: every value valid, every configuration built."""
+
+    name: str
+    env_id: str
+    seeds: tuple[int, ...]
+    budget: Budget
+    eval: EvalSettings
+    agent: Mapping[str, Any]
+    """Shared hyperparameters as given (over `default_config(env_id)`)."""
+    grid: Mapping[str, tuple[Any, ...]]
+    """Swept hyperparameters, each with its values, in the order given."""
+    variants: Mapping[str, Mapping[str, Any]]
+    """Named override sets; the trials are variants x grid x seeds."""
+    resources: Resources
+    configs: tuple[ConfigPoint, ...]
+    source: str
+    """Where the spec came from (a file path), for messages."""
+    text: str
+    """The spec's text exactly as read, to be copied into the results folder."""
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.configs) * len(self.seeds)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings that define the trials, as plain data, to diff one spec against another.
+
+        Shared agent settings are resolved over the environment's defaults, so that dropping
+        `agent.lr: 0.001` from a spec shows up as a change to the default.
+        """
+        swept = set(self.grid) | {key for over in self.variants.values() for key in over}
+        base = AgentConfig.from_dict({**default_config(self.env_id).to_dict(), **self.agent})
+        shared = {k: v for k, v in base.to_dict().items() if k not in swept}
+        return {
+            "env": self.env_id,
+            "seeds": list(self.seeds),
+            "budget": dataclasses.asdict(self.budget),
+            "eval": dataclasses.asdict(self.eval),
+            "agent": shared,
+            "grid": {key: [_plain(v) for v in values] for key, values in self.grid.items()},
+            "variants": {
+                name: {k: _plain(v) for k, v in over.items()}
+                for name, over in self.variants.items()
+            },
+        }
+
+
+def load_spec(path: str | Path, *, check_env: bool = True) -> SweepSpec:
+    """Read and check the spec at `path`; raises `SpecError` listing every problem found."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(source, [("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(source, [("", f"cannot be read: {exc}")]) from None
+    return parse_spec(text, source=source, check_env=check_env)
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (it would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *defaults' merges; later keys may override what it brings
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_spec(text: str, *, source: str = "<spec>", check_env: bool = True) -> SweepSpec:
+    """Check a spec given as YAML text. `check_env=False` skips making the environment once."""
+    try:
+        data = yaml.load(text, Loader=_SafeLoader)  # a SafeLoader: plain data only
+    except yaml.YAMLError as exc:
+        raise SpecError(source, [_yaml_problem(exc)]) from None
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise SpecError(
+            source, [("", f"expected a mapping with keys {', '.join(TOP_KEYS)}; got {got}")]
+        )
+
+    p = _Problems()
+    _check_keys(data, TOP_KEYS, "", p)
+    for key, hint in REQUIRED_KEYS.items():
+        if key not in data:
+            p.add(key, f"missing; {hint}")
+
+    name = _parse_name(data["name"], p) if "name" in data else ""
+    env_id = _parse_env(data["env"], p, check=check_env) if "env" in data else ""
+    seeds = _parse_seeds(data["seeds"], p) if "seeds" in data else ()
+    budget = _parse_budget(data["budget"], p) if "budget" in data else None
+    # Optional sections may be absent or empty (`eval:` with nothing under it).
+    eval_ = _parse_eval(_empty(data.get("eval")), p)
+    resources = _parse_resources(_empty(data.get("resources")), p)
+    agent = _parse_overrides(data.get("agent"), "agent", p)
+    grid = _parse_grid(data.get("grid"), p)
+    variants = _parse_variants(data.get("variants"), p)
+    _check_ambiguous(agent, grid, variants, p)
+    # Build (and so check) every configuration unless their own sections already have problems.
+    agent_problems = [path for path, _ in p.items if path.split(".")[0] in AGENT_SECTIONS]
+    configs = () if agent_problems else _build_configs(env_id, agent, grid, variants, p)
+    if p.items:
+        raise SpecError(source, p.items)
+    assert budget is not None and eval_ is not None and resources is not None
+    return SweepSpec(
+        name=name,
+        env_id=env_id,
+        seeds=seeds,
+        budget=budget,
+        eval=eval_,
+        agent=agent,
+        grid=grid,
+        variants=variants,
+        resources=resources,
+        configs=configs,
+        source=source,
+        text=text,
+    )
+
+
+def _empty(value: object) -> object:
+    """{} for a missing or empty section, else the value itself (for its type to be checked)."""
+    return {} if value is None else value
+
+
+class _Problems:
+    """Problems found so far, in order, without repeats."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, path: str, message: str) -> None:
+        if (path, message) not in self.items:
+            self.items.append((path, message))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> tuple[str, str]:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return where, f"YAML does not parse: {problem}"
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+# Names other libraries use for the same settings, which spelling alone would not suggest.
+_ALIASES = {"learning_rate": "lr", "discount": "gamma", "net_arch": "hidden_sizes"}
+
+
+def _check_keys(data: Mapping[Any, Any], allowed: Sequence[str], path: str, p: _Problems) -> None:
+    for key in data:
+        if key in allowed:
+            continue
+        alias = _ALIASES.get(str(key))
+        close = (
+            [alias] if alias in allowed else difflib.get_close_matches(str(key), allowed, 1, 0.6)
+        )
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        p.add(_join(path, key), f"unknown key{hint}; allowed keys are {', '.join(allowed)}")
+
+
+def _describe(value: object) -> str:
+    return f"{value!r} (a {type(value).__name__})"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_name(value: object, p: _Problems) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        p.add(
+            "name",
+            f"{_describe(value)} is not a folder-safe name: use letters, digits, '_', '-' and "
+            "'.', starting with a letter or digit (at most 100 characters)",
+        )
+        return ""
+    return value
+
+
+def _parse_env(value: object, p: _Problems, *, check: bool) -> str:
+    if not isinstance(value, str) or not value:
+        p.add("env", f"{_describe(value)} is not a gymnasium id such as 'CartPole-v1'")
+        return ""
+    if check:
+        try:
+            make_env(value).close()
+        except UnsupportedEnvError as exc:
+            p.add("env", str(exc))
+    return value
+
+
+def _parse_seeds(value: object, p: _Problems) -> tuple[int, ...]:
+    if _is_int(value):
+        assert isinstance(value, int)
+        if value < 1:
+            p.add("seeds", f"{value} is not a count >= 1 (or give a list of seeds)")
+            return ()
+        return tuple(range(value))
+    if not isinstance(value, list) or not value:
+        p.add("seeds", f"{_describe(value)}: give a count >= 1 or a non-empty list of integers")
+        return ()
+    seen: dict[int, int] = {}
+    for i, seed in enumerate(value):
+        if not _is_int(seed) or seed < 0:
+            p.add(f"seeds[{i}]", f"{_describe(seed)} is not an integer >= 0")
+        elif seed in seen:
+            p.add(
+                f"seeds[{i}]",
+                f"duplicate seed {seed} (also seeds[{seen[seed]}]); seeds must differ",
+            )
+        else:
+            seen[seed] = i
+    return tuple(seen)
+
+
+def _parse_budget(value: object, p: _Problems) -> Budget | None:
+    if not isinstance(value, dict):
+        p.add("budget", f"{_describe(value)}: {REQUIRED_KEYS['budget']}")
+        return None
+    _check_keys(value, BUDGET_KEYS, "budget", p)
+    values = {k: v for k, v in value.items() if k in BUDGET_KEYS}
+    if "env_steps" not in values and "episodes" in values:
+        values["env_steps"] = None  # a budget in episodes replaces the default in env steps
+    return _build_settings(Budget, values, "budget", p)
+
+
+def _parse_eval(value: object, p: _Problems) -> EvalSettings | None:
+    if not isinstance(value, dict):
+        p.add("eval", f"{_describe(value)}: give eval: {{every_steps: N, episodes: M}}")
+        return None
+    _check_keys(value, EVAL_KEYS, "eval", p)
+    values = {k: v for k, v in value.items() if k in EVAL_KEYS}
+    return _build_settings(EvalSettings, values, "eval", p)
+
+
+_Settings = typing.TypeVar("_Settings", Budget, EvalSettings)
+
+
+def _build_settings(
+    cls: type[_Settings], values: dict[str, Any], path: str, p: _Problems
+) -> _Settings | None:
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        # The dataclass names its field as 'budget.env_steps=...'; use that as the key path.
+        message = str(exc)
+        named = re.match(rf"({re.escape(path)}\.\w+)=", message)
+        p.add(named.group(1) if named else path, message)
+        return None
+
+
+def _parse_resources(value: object, p: _Problems) -> Resources | None:
+    if not isinstance(value, dict):
+        p.add("resources", f"{_describe(value)}: give resources: {{cpus_per_trial: 1}}")
+        return None
+    _check_keys(value, RESOURCE_KEYS, "resources", p)
+    cpus = value.get("cpus_per_trial", 1.0)
+    gpus = value.get("gpus_per_trial", 0.0)
+    in_flight = value.get("max_in_flight")
+    ok = True
+    for key, number, zero_ok in (("cpus_per_trial", cpus, False), ("gpus_per_trial", gpus, True)):
+        is_number = isinstance(number, int | float) and not isinstance(number, bool)
+        if (
+            not is_number
+            or not math.isfinite(number)
+            or number < 0
+            or (number == 0 and not zero_ok)
+        ):
+            allowed = "a number >= 0" if zero_ok else "a number > 0"
+            p.add(
+                f"resources.{key}", f"{_describe(number)} is invalid: allowed values are {allowed}"
+            )
+            ok = False
+        elif number > 1 and number != int(number):
+            # Ray splits a CPU or GPU into fractions but schedules more than one only whole.
+            p.add(f"resources.{key}", f"{number} is invalid: above 1 it must be a whole number")
+            ok = False
+    if in_flight is not None and (not _is_int(in_flight) or in_flight < 1):
+        p.add("resources.max_in_flight", f"{_describe(in_flight)} is not an integer >= 1")
+        ok = False
+    if not ok:
+        return None
+    return Resources(
+        cpus_per_trial=float(cpus), gpus_per_trial=float(gpus), max_in_flight=in_flight
+    )
+
+
+_HINTS = typing.get_type_hints(AgentConfig)
+
+
+def _normalize(key: str, value: object, path: str, p: _Problems) -> tuple[bool, Any]:
+    """One hyperparameter value made canonical, so that equal settings give equal trial ids."""
+    hint = _HINTS[key]
+    if key == "hidden_sizes":
+        if not isinstance(value, list):
+            p.add(path, f"{_describe(value)} is not a list of layer widths such as [64, 64]")
+            return False, None
+        return True, tuple(value)
+    if isinstance(value, list | dict):
+        p.add(path, f"{_describe(value)} is not a single value; lists of values belong in grid")
+        return False, None
+    if float in typing.get_args(hint) or hint is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3 (no dot) as text; take it as the number everyone means.
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if _is_int(value):
+            assert isinstance(value, int)
+            value = float(value)  # 1 and 1.0 must hash to the same trial id
+        if isinstance(value, float) and not math.isfinite(value):
+            p.add(path, f"{value} is not a finite number")
+            return False, None
+    return True, value
+
+
+def _parse_overrides(value: object, path: str, p: _Problems) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        p.add(path, f"{_describe(value)}: give a mapping of hyperparameter: value")
+        return {}
+    _check_keys(value, AGENT_KEYS, path, p)
+    out: dict[str, Any] = {}
+    for key, raw in value.items():
+        if key in AGENT_KEYS:
+            ok, normal = _normalize(key, raw, _join(path, key), p)
+            if ok:
+                out[key] = normal
+    return out
+
+
+def _parse_grid(value: object, p: _Problems) -> dict[str, tuple[Any, ...]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        p.add("grid", f"{_describe(value)}: give a mapping of hyperparameter: [values]")
+        return {}
+    _check_keys(value, AGENT_KEYS, "grid", p)
+    grid: dict[str, tuple[Any, ...]] = {}
+    for key, values in value.items():
+        if key not in AGENT_KEYS:
+            continue
+        path = f"grid.{key}"
+        if not isinstance(values, list):
+            p.add(path, f"{_describe(values)} is not a list of values to sweep, e.g. [a, b]")
+            continue
+        if not values:
+            p.add(path, "empty list: give at least one value, or move the key to agent")
+            continue
+        axis: list[Any] = []
+        for i, raw in enumerate(values):
+            if key == "hidden_sizes" and _is_int(raw):
+                p.add(
+                    f"{path}[{i}]",
+                    f"{raw} is not a list of layer widths: the grid is a list of such lists, "
+                    f"e.g. [[{raw}], [{raw}, {raw}]]",
+                )
+                continue
+            ok, normal = _normalize(key, raw, f"{path}[{i}]", p)
+            if not ok:
+                continue
+            if normal in axis:
+                first = axis.index(normal)
+                p.add(f"{path}[{i}]", f"duplicate of {path}[{first}] ({_label_value(normal)})")
+                continue
+            axis.append(normal)
+        grid[key] = tuple(axis)
+    return grid
+
+
+def _parse_variants(value: object, p: _Problems) -> dict[str, dict[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not value:
+        p.add("variants", f"{_describe(value)}: give a mapping of name: {{hyperparameter: value}}")
+        return {}
+    variants: dict[str, dict[str, Any]] = {}
+    for name, overrides in value.items():
+        path = f"variants.{name}"
+        if not isinstance(name, str) or not _VARIANT_RE.match(name):
+            p.add(path, "a variant name uses letters, digits, '_', '-', '+' and '.'")
+            continue
+        variants[name] = _parse_overrides(overrides if overrides is not None else {}, path, p)
+    return variants
+
+
+def _check_ambiguous(
+    agent: Mapping[str, Any],
+    grid: Mapping[str, Any],
+    variants: Mapping[str, Mapping[str, Any]],
+    p: _Problems,
+) -> None:
+    for key in grid:
+        if key in agent:
+            p.add(
+                f"grid.{key}",
+                f"also given under agent (agent.{key}): a hyperparameter is shared (agent) or "
+                "swept (grid), not both; remove one",
+            )
+    for name, overrides in variants.items():
+        for key in overrides:
+            where = "agent" if key in agent else "grid" if key in grid else None
+            if where:
+                p.add(
+                    f"variants.{name}.{key}",
+                    f"also given under {where} ({where}.{key}): set it in one place only",
+                )
+
+
+def _build_configs(
+    env_id: str,
+    agent: Mapping[str, Any],
+    grid: Mapping[str, tuple[Any, ...]],
+    variants: Mapping[str, Mapping[str, Any]],
+    p: _Problems,
+) -> tuple[ConfigPoint, ...]:
+    """Every configuration of the sweep, built (and so checked) by `AgentConfig` itself."""
+    base = {**default_config(env_id).to_dict(), **agent}
+    named: list[tuple[str | None, Mapping[str, Any]]] = (
+        list(variants.items()) if variants else [(None, {})]
+    )
+    axes = [[(key, i, value) for i, value in enumerate(values)] for key, values in grid.items()]
+    points: list[ConfigPoint] = []
+    for variant, overrides in named:
+        for combo in itertools.product(*axes):
+            paths = {key: f"agent.{key}" for key in agent}
+            paths.update({key: f"variants.{variant}.{key}" for key in overrides})
+            paths.update({key: f"grid.{key}[{i}]" for key, i, _ in combo})
+            settings = {**overrides, **{key: value for key, _, value in combo}}
+            try:
+                config = AgentConfig.from_dict({**base, **settings})
+            except ValueError as exc:
+                _add_config_problem(str(exc), paths, p)
+                continue
+            points.append(ConfigPoint(_label(variant, combo), config, settings))
+    seen: dict[AgentConfig, str] = {}
+    for point in points:
+        if point.agent in seen:
+            p.add(
+                "variants" if variants else "grid",
+                f"configurations {seen[point.agent]!r} and {point.label!r} are the same agent "
+                "(they would be the same trials); remove one",
+            )
+        seen.setdefault(point.agent, point.label)
+    return tuple(points)
+
+
+def _add_config_problem(message: str, paths: Mapping[str, str], p: _Problems) -> None:
+    """Blame the key that set the value AgentConfig complains about (the first one it names)."""
+    named = sorted(
+        (m.start(), key) for key in paths if (m := re.search(rf"\b{key}\b", message)) is not None
+    )
+    if named:
+        p.add(paths[named[0][1]], message)
+    else:
+        p.add("agent", f"{message} (a default value: set it under agent)")
+
+
+def _label_value(value: object) -> str:
+    if isinstance(value, tuple):
+        return hidden_sizes_text(value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _label(variant: str | None, combo: Sequence[tuple[str, int, Any]]) -> str:
+    parts = [variant] if variant else []
+    parts += [f"{key}={_label_value(value)}" for key, _, value in combo]
+    return ",".join(parts) or "default"
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value

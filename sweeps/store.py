@@ -1,0 +1,475 @@
+"""The results folder of a sweep: what is written, in which order, and what a rerun may keep.
+
+    results/<name>/
+      spec.yaml                    the spec as given (the latest run's, byte for byte)
+      manifest.json                provenance of every run: versions, git commit, host, Ray, times
+      trials.parquet               one row per trial: id, hyperparameters, status, figures
+      episodes/<trial_id>.parquet  one row per training episode
+      evals/<trial_id>.parquet     one row per greedy evaluation
+      models/<trial_id>.pt         final weights with their config
+
+Every file is written under a temporary name starting with '.' in its own folder and then
+renamed over the final name, so a file that exists is whole, and readers of a folder of Parquet
+files (which skip names starting with '.' or '_') never see a half-written one. A trial's data
+files are all written before trials.parquet marks it complete, so a driver killed at any point
+leaves either a complete trial or one that a rerun trains again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import torch
+
+from dqn_agent import AgentConfig, TrialSpec, hidden_sizes_text, save_weights
+from sweeps.plan import expand
+from sweeps.spec import InputError, SpecError, SweepSpec, load_spec
+
+PACKAGES = ("torch", "gymnasium", "ray", "numpy", "pandas", "pyarrow", "dqn-sweeps")
+_TEMP_SUFFIX = ".tmp"
+
+
+class ResumeError(InputError):
+    """The results folder holds trials that the new spec would change or drop (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What a task hands back for one trial: plain, picklable data; the driver writes the files."""
+
+    spec: TrialSpec
+    status: Literal["complete", "failed"]
+    error: str = ""
+    """Message and traceback of a failed trial; empty when complete."""
+    episodes: pd.DataFrame | None = None
+    evals: pd.DataFrame | None = None
+    state_dict: dict[str, torch.Tensor] | None = None
+    obs_dim: int = 0
+    n_actions: int = 0
+    wall_s: float = math.nan
+    """Seconds the trial took (the whole group's, when seeds trained together)."""
+    env_steps: int = 0
+    host: str = ""
+    node_id: str = ""
+    attempts: int = 1
+    """Times Ray started the task (more than 1 after a worker process died)."""
+
+    @property
+    def final_eval_return(self) -> float:
+        if self.evals is None or self.evals.empty:
+            return math.nan
+        return float(self.evals["eval_return_mean"].iloc[-1])
+
+
+class ResultsFolder:
+    """Where each file of a sweep's results lives; reading only."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.spec_path = self.root / "spec.yaml"
+        self.manifest_path = self.root / "manifest.json"
+        self.trials_path = self.root / "trials.parquet"
+        self.episodes_dir = self.root / "episodes"
+        self.evals_dir = self.root / "evals"
+        self.models_dir = self.root / "models"
+
+    def data_files(self, trial_id: str) -> tuple[Path, Path, Path]:
+        """The episodes, evals and model files of one trial."""
+        return (
+            self.episodes_dir / f"{trial_id}.parquet",
+            self.evals_dir / f"{trial_id}.parquet",
+            self.models_dir / f"{trial_id}.pt",
+        )
+
+    def read_rows(self) -> dict[str, dict[str, Any]]:
+        """The rows of trials.parquet by trial id (none if there is no such file yet)."""
+        if not self.trials_path.exists():
+            return {}
+        table = pd.read_parquet(self.trials_path)
+        return {
+            str(row["trial_id"]): {str(k): v for k, v in row.items()}
+            for row in table.to_dict("records")
+        }
+
+    def complete_ids(self) -> set[str]:
+        """Trials marked complete whose data files are all present."""
+        return {
+            trial_id
+            for trial_id, row in self.read_rows().items()
+            if row["status"] == "complete" and all(p.exists() for p in self.data_files(trial_id))
+        }
+
+
+def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[str]:
+    """Check that running `spec` into `folder` keeps every trial there; reads, never writes.
+
+    A rerun may add seeds, grid values or variants; it may not change or drop a trial already in
+    the folder (a new shared hyperparameter, budget, eval or env changes them all), since the
+    folder's spec.yaml must describe every trial it holds. Returns the ids of complete trials.
+    """
+    root = folder.root
+    if not root.exists():
+        return set()
+    if not root.is_dir():
+        raise ResumeError(f"{root} exists and is not a folder; choose another --out")
+    if not folder.spec_path.exists():
+        if any(not name.startswith(".") for name in os.listdir(root)):
+            raise ResumeError(
+                f"{root} is not empty and holds no spec.yaml, so it is not a dqn-sweep results "
+                "folder; choose another --out or sweep name (--fresh never deletes such a folder)"
+            )
+        return set()
+    if fresh:
+        return set()
+    try:
+        stored = load_spec(folder.spec_path)
+    except SpecError as exc:
+        raise ResumeError(
+            f"{exc}\nthe spec stored in {root} no longer checks, so its trials cannot be matched; "
+            "rerun with --fresh to start over, or give the spec a new name"
+        ) from None
+    rows = folder.read_rows()
+    new = {trial.trial_id: trial.label for trial in expand(spec)}
+    old = {trial.trial_id: trial.label for trial in expand(stored)}
+    old.update({trial_id: str(row["config"]) for trial_id, row in rows.items()})
+    stale = [trial_id for trial_id, label in old.items() if new.get(trial_id) != label]
+    if stale:
+        raise ResumeError(_refusal(root, stored, spec, stale, rows))
+    return folder.complete_ids()
+
+
+def _refusal(
+    root: Path,
+    stored: SweepSpec,
+    spec: SweepSpec,
+    stale: Sequence[str],
+    rows: Mapping[str, Mapping[str, Any]],
+) -> str:
+    changes = diff(stored.describe(), spec.describe())
+    if not changes:
+        # Same spec, other ids: the agent's defaults (or the id scheme) changed since the run.
+        changes = ["(no key of the spec changed: the trials were made with other agent defaults)"]
+        changes += _row_changes(spec, [rows[t] for t in stale if t in rows][:1])
+    lines = [
+        f"{root}: refusing to run {spec.source}: it would change trials already in this folder.",
+        f"What changed ({root / 'spec.yaml'} -> {spec.source}):",
+        *(f"  {line}" for line in changes),
+        f"{len(stale)} trial(s) in the folder are not in the new spec "
+        f"(e.g. {', '.join(sorted(stale)[:3])}).",
+        "To proceed: rerun with --fresh to start over in an empty folder (deletes these results),",
+        "or give the spec a new `name` to keep both sweeps.",
+    ]
+    return "\n".join(lines)
+
+
+def _row_changes(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    by_label = {point.label: point.agent for point in spec.configs}
+    lines = []
+    for row in rows:
+        agent = by_label.get(str(row["config"]))
+        if agent is None:
+            continue
+        for key, value in agent.to_dict().items():
+            stored = row.get(key)
+            if key == "hidden_sizes":
+                value = hidden_sizes_text(value)
+            elif value is None:
+                value = math.nan
+            if stored != value and not (_is_nan(stored) and _is_nan(value)):
+                lines.append(f"agent.{key}: {stored!r} in trials.parquet -> {value!r} now")
+    return lines
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def diff(old: object, new: object, path: str = "") -> list[str]:
+    """Key paths where two plain-data trees differ, as 'path: old -> new' lines."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                lines.append(f"{sub}: {old[key]!r} -> (removed)")
+            elif key not in old:
+                lines.append(f"{sub}: (absent) -> {new[key]!r}")
+            else:
+                lines += diff(old[key], new[key], sub)
+        return lines
+    return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
+
+
+class ResultsStore:
+    """Writes one sweep's results folder as trials finish (one writer: the driver)."""
+
+    def __init__(self, folder: ResultsFolder, order: Mapping[str, int]) -> None:
+        self.folder = folder
+        self._order = order
+        self._rows = folder.read_rows()
+        self._kept = folder.complete_ids()
+
+    @classmethod
+    def open(
+        cls,
+        folder: ResultsFolder,
+        spec: SweepSpec,
+        *,
+        fresh: bool,
+        run_info: Mapping[str, Any],
+    ) -> ResultsStore:
+        """Make the folder ready for a run; call only after the spec and resume checks passed.
+
+        With `fresh`, an existing results folder is removed first (only one holding a
+        spec.yaml: `check_resume` refuses anything else).
+        """
+        root = folder.root
+        if fresh and folder.spec_path.exists():
+            _remove_tree(root)
+        for sub in (folder.episodes_dir, folder.evals_dir, folder.models_dir):
+            sub.mkdir(parents=True, exist_ok=True)
+        _remove_temp_files(root)
+        write_bytes_atomic(folder.spec_path, spec.text.encode("utf-8"))
+        manifest = _read_json(folder.manifest_path) or {"name": spec.name, "created_at": now()}
+        manifest.setdefault("runs", []).append({"started_at": now(), **run_info})
+        write_bytes_atomic(folder.manifest_path, _json_bytes(manifest))
+        return cls(folder, {trial.trial_id: i for i, trial in enumerate(expand(spec))})
+
+    def record(self, outcome: TrialOutcome) -> None:
+        """Write a finished trial's data files, then its row in trials.parquet."""
+        trial_id = outcome.spec.trial_id
+        episodes_path, evals_path, model_path = self.folder.data_files(trial_id)
+        if outcome.status == "complete":
+            assert outcome.episodes is not None and outcome.evals is not None
+            assert outcome.state_dict is not None
+            write_parquet_atomic(_with_id_types(outcome.episodes), episodes_path)
+            write_parquet_atomic(_with_id_types(outcome.evals), evals_path)
+            save_weights(
+                model_path,
+                state_dict=outcome.state_dict,
+                config=outcome.spec.agent,
+                env_id=outcome.spec.env_id,
+                obs_dim=outcome.obs_dim,
+                n_actions=outcome.n_actions,
+            )
+        elif trial_id not in self._kept:
+            # Files of an earlier attempt whose row was never marked complete (a killed driver):
+            # a failed trial must not leave episodes behind for readers of the folder.
+            for path in (episodes_path, evals_path, model_path):
+                path.unlink(missing_ok=True)
+        self._rows[trial_id] = trial_row(outcome)
+        self._write_rows()
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        """Close the manifest's record of this run with its end time and counts."""
+        manifest = _read_json(self.folder.manifest_path) or {"runs": [{}]}
+        manifest["runs"][-1].update({"finished_at": now(), **summary})
+        write_bytes_atomic(self.folder.manifest_path, _json_bytes(manifest))
+
+    def _write_rows(self) -> None:
+        rows = sorted(self._rows.values(), key=lambda r: self._order.get(r["trial_id"], 1 << 30))
+        write_parquet_atomic(trials_table(rows), self.folder.trials_path)
+
+
+def trial_row(outcome: TrialOutcome) -> dict[str, Any]:
+    """The trials.parquet row of one trial: identity, status, figures, every setting."""
+    spec = outcome.spec
+    steps_per_s = outcome.env_steps / outcome.wall_s if outcome.wall_s > 0 else math.nan
+    row: dict[str, Any] = {
+        "trial_id": spec.trial_id,
+        "config": spec.label,
+        "hidden_sizes": hidden_sizes_text(spec.agent.hidden_sizes),
+        "seed": spec.seed,
+        "env_id": spec.env_id,
+        "status": outcome.status,
+        "error": outcome.error,
+        "final_eval_return": outcome.final_eval_return,
+        "n_episodes": 0 if outcome.episodes is None else len(outcome.episodes),
+        "wall_s": outcome.wall_s,
+        "env_steps": outcome.env_steps,
+        "env_steps_per_s": steps_per_s,
+        "host": outcome.host,
+        "node_id": outcome.node_id,
+        "device": spec.device,
+        "attempts": outcome.attempts,
+        "finished_at": now(),
+    }
+    for key, value in spec.agent.to_dict().items():
+        if key != "hidden_sizes":
+            row[key] = value
+    row["budget_env_steps"] = spec.budget.env_steps
+    row["budget_episodes"] = spec.budget.episodes
+    row["eval_every_steps"] = spec.eval.every_steps
+    row["eval_episodes"] = spec.eval.episodes
+    return row
+
+
+def _column_types() -> dict[str, str]:
+    types = {
+        "trial_id": "str",
+        "config": "str",
+        "hidden_sizes": "str",
+        "seed": "int64",
+        "env_id": "str",
+        "status": "str",
+        "error": "str",
+        "final_eval_return": "float64",
+        "n_episodes": "int64",
+        "wall_s": "float64",
+        "env_steps": "int64",
+        "env_steps_per_s": "float64",
+        "host": "str",
+        "node_id": "str",
+        "device": "str",
+        "attempts": "int64",
+        "finished_at": "str",
+    }
+    # Agent hyperparameters typed from their annotations; a None (e.g. no clipping) is missing.
+    for key, hint in typing.get_type_hints(AgentConfig).items():
+        if key != "hidden_sizes":
+            types[key] = _pandas_type(hint)
+    types |= {
+        "budget_env_steps": "Int64",
+        "budget_episodes": "Int64",
+        "eval_every_steps": "int64",
+        "eval_episodes": "int64",
+    }
+    return types
+
+
+def _pandas_type(hint: Any) -> str:
+    options = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
+    optional = type(None) in options
+    if bool in options:
+        return "boolean" if optional else "bool"
+    if int in options:
+        return "Int64" if optional else "int64"
+    if float in options:
+        return "float64"
+    return "str"
+
+
+COLUMN_TYPES = _column_types()
+
+
+def trials_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The trials index with fixed column types (so every rewrite has the same schema)."""
+    table = pd.DataFrame(list(rows), columns=list(COLUMN_TYPES))
+    return table.astype(COLUMN_TYPES)
+
+
+_ID_TYPES = {"trial_id": "str", "config": "str", "hidden_sizes": "str", "seed": "int64"}
+
+
+def _with_id_types(table: pd.DataFrame) -> pd.DataFrame:
+    # An empty table (no episode finished) would otherwise store its text columns as nulls,
+    # a schema that clashes with the other files when the folder is read at once.
+    return table.astype({**_ID_TYPES, "env_id": "str"})
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}{_TEMP_SUFFIX}")
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Have `write` fill a hidden temporary file next to `path`, then rename it over `path`."""
+    tmp = _temp_name(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    write_atomic(path, write)
+
+
+def write_parquet_atomic(table: pd.DataFrame, path: Path) -> None:
+    write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
+
+
+def _remove_temp_files(root: Path) -> None:
+    """Delete temporary files a killed writer left behind (never a finished file)."""
+    for path in root.rglob(f".*{_TEMP_SUFFIX}"):
+        path.unlink(missing_ok=True)
+
+
+def _remove_tree(root: Path) -> None:
+    # Rename first: a folder is either still whole or gone from its name, never half-deleted.
+    doomed = root.with_name(f".{root.name}.deleting-{os.getpid()}")
+    os.replace(root, doomed)
+    shutil.rmtree(doomed)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _json_bytes(data: object) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
+
+
+def now() -> str:
+    """The current time in UTC, ISO 8601 to the second."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance(command: Sequence[str]) -> dict[str, Any]:
+    """Where and with what a run happens: package versions, git commit, host, Python."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "command": list(command),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "packages": versions,
+        **_git_state(Path(__file__).resolve().parent),
+    }
+
+
+def _git_state(where: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain") if commit else None
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}

@@ -1,0 +1,202 @@
+"""Faults: a worker killed mid-trial, a trial that raises, Ctrl-C, a driver killed mid-sweep.
+
+Failures are injected through the runner's test hooks (`DQN_SWEEPS_KILL_ONCE`,
+`DQN_SWEEPS_FAIL_TRIAL`) or by signals, and the results folder is checked afterwards: exactly one
+complete set of rows per trial, failures recorded with their traceback, nothing written twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+
+from sweeps.cli import main
+from sweeps.runner import FAIL_ENV, KILL_ENV, run_sweep
+from sweeps.spec import load_spec
+from sweeps.store import ResultsFolder, TrialOutcome
+
+pytestmark = pytest.mark.slow  # starts Ray and trains agents
+
+SPEC = """\
+name: faults
+env: CartPole-v1
+seeds: 2
+budget: {env_steps: 300}
+eval: {every_steps: 150, episodes: 2}
+agent:
+  lr: 0.001
+  batch_size: 16
+  buffer_size: 300
+  learning_starts: 50
+  train_every: 4
+  gradient_steps: 1
+grid:
+  hidden_sizes: [[16], [8]]
+"""
+
+# Longer trials (a second or two each), so that a driver killed after the first is recorded
+# still has trials running.
+LONGER_SPEC = SPEC.replace("env_steps: 300", "env_steps: 800")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance() -> Iterator[None]:
+    """One local Ray for the module; the runner uses it instead of starting its own."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
+
+
+def _write_spec(where: Path, text: str = SPEC) -> Path:
+    path = where / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+def _assert_one_complete_set(folder: Path, n_trials: int) -> pd.DataFrame:
+    trials = pd.read_parquet(folder / "trials.parquet")
+    assert len(trials) == n_trials and trials["trial_id"].is_unique
+    assert set(trials["status"]) == {"complete"}
+    episodes = pd.read_parquet(folder / "episodes")
+    assert set(episodes["trial_id"]) == set(trials["trial_id"])
+    for _, rows in episodes.groupby("trial_id"):
+        assert sorted(rows["episode"]) == list(range(len(rows)))  # no duplicates, no gaps
+    evals = pd.read_parquet(folder / "evals")
+    assert not evals.duplicated(["trial_id", "env_step"]).any()
+    return trials
+
+
+def test_a_worker_killed_mid_trial_is_retried_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    markers = tmp_path / "kill-markers"
+    markers.mkdir()
+    monkeypatch.setenv(KILL_ENV, str(markers))
+    spec = _write_spec(tmp_path, SPEC.replace("[[16], [8]]", "[[16]]"))
+    assert main(["run", str(spec), "--out", str(tmp_path / "out")]) == 0
+    trials = _assert_one_complete_set(tmp_path / "out" / "faults", 2)
+    # Every trial's first worker died with SIGKILL mid-trial; Ray ran it a second time.
+    assert len(list(markers.iterdir())) == 2
+    assert (trials["attempts"] == 2).all()
+
+
+def test_a_trial_that_raises_is_recorded_and_the_others_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec, out = _write_spec(tmp_path), tmp_path / "out"
+    monkeypatch.setenv(FAIL_ENV, "hidden_sizes=8")
+    assert main(["run", str(spec), "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    trials = pd.read_parquet(out / "faults" / "trials.parquet").set_index("trial_id")
+    failed = trials[trials["status"] == "failed"]
+    assert set(failed["config"]) == {"hidden_sizes=8"} and len(failed) == 2
+    for trial_id, error in failed["error"].items():
+        assert error.startswith(f"RuntimeError: {FAIL_ENV} injected a failure")
+        assert "Traceback (most recent call last)" in error
+        assert f"FAILED    {trial_id}" in printed
+    assert (trials.loc[trials["config"] == "hidden_sizes=16", "status"] == "complete").all()
+    episodes = pd.read_parquet(out / "faults" / "episodes")
+    assert set(episodes["config"]) == {"hidden_sizes=16"}
+
+    # Without the injected failure, a rerun trains just the two failed trials.
+    monkeypatch.delenv(FAIL_ENV)
+    assert main(["run", str(spec), "--out", str(out)]) == 0
+    assert "2 already complete, 2 to train" in capsys.readouterr().out
+    _assert_one_complete_set(out / "faults", 4)
+
+
+def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = load_spec(_write_spec(tmp_path))
+    out = tmp_path / "out"
+
+    def interrupt(outcome: TrialOutcome) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C does, once the first trial is recorded
+
+    report = run_sweep(spec, out=out, on_outcome=interrupt, command=["dqn-sweep", "run", "x"])
+    assert report.interrupted and report.exit_code == 130
+    assert "To resume, run again: dqn-sweep run x" in capsys.readouterr().out
+    done = ResultsFolder(out / "faults").complete_ids()
+    assert 1 <= len(done) < 4
+
+    again = run_sweep(spec, out=out)
+    assert again.exit_code == 0 and again.n_skipped == len(done)
+    _assert_one_complete_set(out / "faults", 4)
+
+
+def _session_pids(session: int) -> list[int]:
+    """Processes of a session (the killed driver's Ray processes outlive it: we end them)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if entry.name.isdigit() and int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kill_session(session: int) -> None:
+    for pid in _session_pids(session):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the driver's processes in /proc")
+def test_a_killed_driver_loses_nothing_finished(tmp_path: Path) -> None:
+    spec, out = _write_spec(tmp_path, LONGER_SPEC), tmp_path / "out"
+    folder = ResultsFolder(out / "faults")
+    command = [
+        str(Path(sys.executable).with_name("dqn-sweep")),
+        "run",
+        str(spec),
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # A session of its own, so that the Ray processes it starts can be found and ended.
+    driver = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder.trials_path.exists() and folder.complete_ids()):
+            assert driver.poll() is None, driver.stderr.read() if driver.stderr else ""
+            assert time.monotonic() < deadline, "no trial finished in time"
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    finally:
+        _kill_session(driver.pid)
+    kept = folder.complete_ids()
+    assert 1 <= len(kept) < 4, "the driver should die while trials still run"
+    early = {
+        path: (path.read_bytes(), path.stat().st_mtime_ns)
+        for trial_id in kept
+        for path in folder.data_files(trial_id)
+    }
+
+    assert main(["run", str(spec), "--out", str(out)]) == 0
+    _assert_one_complete_set(folder.root, 4)
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in early} == early

@@ -1,0 +1,158 @@
+"""Planning: configurations x seeds, labels, stable ids, grouping, skipping what is complete."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sweeps.plan import auto_group_size, expand, group_units, make_plan
+from sweeps.spec import InputError, SweepSpec, parse_spec
+
+BASE = """\
+name: plan
+env: CartPole-v1
+budget: {env_steps: 300}
+eval: {every_steps: 150, episodes: 2}
+"""
+
+
+def _spec(body: str) -> SweepSpec:
+    return parse_spec(BASE + textwrap.dedent(body), check_env=False)
+
+
+def test_trials_are_grid_times_seeds() -> None:
+    spec = _spec("""\
+        seeds: 4
+        agent: {batch_size: 16, buffer_size: 500}
+        grid:
+          hidden_sizes: [[64], [64, 64]]
+          lr: [0.001, 0.0003, 0.0001]
+        """)
+    trials = expand(spec)
+    assert len(trials) == 2 * 3 * 4
+    assert len({t.trial_id for t in trials}) == len(trials)
+    # Configurations in grid order (the first axis outermost), seeds within each.
+    assert [t.label for t in trials[::4]] == [
+        "hidden_sizes=64,lr=0.001",
+        "hidden_sizes=64,lr=0.0003",
+        "hidden_sizes=64,lr=0.0001",
+        "hidden_sizes=64x64,lr=0.001",
+        "hidden_sizes=64x64,lr=0.0003",
+        "hidden_sizes=64x64,lr=0.0001",
+    ]
+    assert [t.seed for t in trials[:4]] == [0, 1, 2, 3]
+    assert trials[5].agent.hidden_sizes == (64,) and trials[5].agent.lr == 0.0003
+
+
+def test_labels_say_what_varies() -> None:
+    flags = _spec("seeds: 1\ngrid: {double: [false, true], dueling: [false, true]}\n")
+    assert [c.label for c in flags.configs] == [
+        "double=False,dueling=False",
+        "double=False,dueling=True",
+        "double=True,dueling=False",
+        "double=True,dueling=True",
+    ]
+    assert [c.label for c in _spec("seeds: 1\n").configs] == ["default"]
+
+
+def test_variants_are_named_overrides() -> None:
+    spec = _spec("""\
+        seeds: 2
+        variants:
+          hard_100: {target_update_every: 100}
+          soft: {target_update_every: 1, tau: 0.005}
+        grid: {hidden_sizes: [[16], [32]]}
+        """)
+    labels = [c.label for c in spec.configs]
+    assert labels == [
+        "hard_100,hidden_sizes=16",
+        "hard_100,hidden_sizes=32",
+        "soft,hidden_sizes=16",
+        "soft,hidden_sizes=32",
+    ]
+    soft = spec.configs[2].agent
+    assert (soft.tau, soft.target_update_every, soft.hidden_sizes) == (0.005, 1, (16,))
+    assert spec.n_trials == 8
+
+
+def test_ids_are_stable_across_processes() -> None:
+    body = "seeds: 2\ngrid: {hidden_sizes: [[16], [32]]}\n"
+    here = [t.trial_id for t in expand(_spec(body))]
+    code = textwrap.dedent(f"""
+        from sweeps.plan import expand
+        from sweeps.spec import parse_spec
+        spec = parse_spec({BASE + body!r}, check_env=False)
+        print(",".join(t.trial_id for t in expand(spec)))
+        """)
+    there = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert there.split(",") == here
+
+
+def test_a_changed_hyperparameter_names_new_trials() -> None:
+    before = expand(_spec("seeds: 2\nagent: {lr: 0.001}\ngrid: {hidden_sizes: [[16]]}\n"))
+    after = expand(_spec("seeds: 2\nagent: {lr: 0.002}\ngrid: {hidden_sizes: [[16]]}\n"))
+    assert not {t.trial_id for t in before} & {t.trial_id for t in after}
+    assert [t.label for t in before] == [t.label for t in after]
+
+
+def test_added_seeds_plan_only_the_new_trials() -> None:
+    old = expand(_spec("seeds: 2\ngrid: {hidden_sizes: [[16], [32]]}\n"))
+    new = _spec("seeds: 3\ngrid: {hidden_sizes: [[16], [32]]}\n")
+    plan = make_plan(new, complete={t.trial_id for t in old})
+    assert plan.n_skipped == 4
+    assert [(t.label, t.seed) for t in plan.todo] == [
+        ("hidden_sizes=16", 2),
+        ("hidden_sizes=32", 2),
+    ]
+
+
+def test_added_grid_values_plan_only_the_new_trials() -> None:
+    old = expand(_spec("seeds: 2\ngrid: {hidden_sizes: [[16]]}\n"))
+    new = _spec("seeds: 2\ngrid: {hidden_sizes: [[16], [32]]}\n")
+    todo = make_plan(new, complete={t.trial_id for t in old}).todo
+    assert {t.label for t in todo} == {"hidden_sizes=32"}
+
+
+def test_units_group_seeds_of_one_configuration() -> None:
+    spec = _spec("seeds: 4\ngrid: {hidden_sizes: [[16], [32]]}\n")
+    assert [len(u) for u in make_plan(spec).units] == [1] * 8
+    units = make_plan(spec, group_size=3).units
+    assert [len(u) for u in units] == [3, 1, 3, 1]
+    assert all(len({t.label for t in unit}) == 1 for unit in units)
+    assert [t.trial_id for u in units for t in u] == [t.trial_id for t in expand(spec)]
+    assert group_units([], 2) == []
+
+
+def test_grouping_needs_a_budget_in_env_steps() -> None:
+    spec = parse_spec(BASE.replace("{env_steps: 300}", "{episodes: 5}") + "seeds: 2\n")
+    with pytest.raises(InputError, match=r"budget\.episodes"):
+        make_plan(spec, group_size=2)
+
+
+def test_gpu_tasks_train_on_cuda_under_the_same_ids() -> None:
+    cpu = expand(_spec("seeds: 1\n"))
+    gpu = expand(_spec("seeds: 1\nresources: {gpus_per_trial: 0.25}\n"))
+    assert (cpu[0].device, gpu[0].device) == ("cpu", "cuda")
+    assert cpu[0].trial_id == gpu[0].trial_id
+
+
+def test_auto_group_size_fills_the_task_slots_with_as_few_seeds_per_task_as_possible() -> None:
+    spec = _spec(
+        """
+        seeds: 10
+        grid: {hidden_sizes: [[8], [16], [32], [64]]}
+        """
+    )
+    assert auto_group_size(spec, n_todo=40, capacity=2) == 10  # capped at a config's seeds
+    assert auto_group_size(spec, n_todo=40, capacity=8) == 5
+    assert auto_group_size(spec, n_todo=40, capacity=64) == 1
+    assert auto_group_size(spec, n_todo=3, capacity=2) == 2
+    by_episodes = parse_spec(
+        "name: e\nenv: CartPole-v1\nseeds: 4\nbudget: {episodes: 3}\n", check_env=False
+    )
+    assert auto_group_size(by_episodes, n_todo=4, capacity=1) == 1

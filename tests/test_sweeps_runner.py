@@ -1,0 +1,185 @@
+"""Running sweeps on Ray: results read back whole, reruns resume, changes are refused or fresh."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+
+from sweeps.cli import main
+from sweeps.plan import expand
+from sweeps.runner import run_sweep
+from sweeps.spec import load_spec
+
+pytestmark = pytest.mark.slow  # starts Ray and trains agents
+
+SPEC = """\
+name: tiny
+env: CartPole-v1
+seeds: 2
+budget: {env_steps: 300}
+eval: {every_steps: 150, episodes: 2}
+agent:
+  lr: 0.001
+  batch_size: 16
+  buffer_size: 300
+  learning_starts: 50
+  train_every: 4
+  gradient_steps: 1
+grid:
+  hidden_sizes: [[16], [8]]
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance() -> Iterator[None]:
+    """One local Ray for the module; the runner uses it instead of starting its own."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
+
+
+def _write_spec(where: Path, text: str = SPEC) -> Path:
+    path = where / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `root` with its bytes and modification time."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder in which the tiny sweep ran to the end (copy it before changing it)."""
+    where = tmp_path_factory.mktemp("finished")
+    assert main(["run", str(_write_spec(where)), "--out", str(where / "results")]) == 0
+    return where
+
+
+@pytest.fixture
+def copy(finished: Path, tmp_path: Path) -> Path:
+    shutil.copytree(finished, tmp_path / "copy")  # copy2 keeps modification times
+    return tmp_path / "copy"
+
+
+def test_a_run_leaves_complete_readable_results(finished: Path) -> None:
+    folder = finished / "results" / "tiny"
+    spec = load_spec(finished / "spec.yaml")
+    ids = [t.trial_id for t in expand(spec)]
+    trials = pd.read_parquet(folder / "trials.parquet")
+    assert list(trials["trial_id"]) == ids
+    assert set(trials["status"]) == {"complete"}
+    assert (trials["env_steps"] == 300).all() and (trials["attempts"] == 1).all()
+    episodes = pd.read_parquet(folder / "episodes")
+    evals = pd.read_parquet(folder / "evals")
+    assert set(episodes["trial_id"]) == set(ids) == set(evals["trial_id"])
+    for _, rows in episodes.groupby("trial_id"):
+        assert sorted(rows["episode"]) == list(range(len(rows)))
+    assert set(evals["env_step"]) == {0, 150, 300}
+    assert (folder / "spec.yaml").read_bytes() == (finished / "spec.yaml").read_bytes()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    run = manifest["runs"][0]
+    assert run["packages"]["ray"] == ray.__version__
+    assert run["ray"]["cluster_resources"]["CPU"] == 2
+    assert run["finished_at"] >= run["started_at"] and run["failed"] == []
+    assert not [p for p in folder.rglob(".*")]
+
+
+def test_a_rerun_trains_nothing_and_changes_nothing(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _snapshot(copy / "results")
+    assert main(["run", str(copy / "spec.yaml"), "--out", str(copy / "results")]) == 0
+    assert "4 already complete, 0 to train" in capsys.readouterr().out
+    assert _snapshot(copy / "results") == before
+
+
+def test_added_seeds_train_only_the_new_trials(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _snapshot(copy / "results" / "tiny" / "episodes")
+    spec = _write_spec(copy, SPEC.replace("seeds: 2", "seeds: 3"))
+    assert main(["run", str(spec), "--out", str(copy / "results")]) == 0
+    assert "4 already complete, 2 to train" in capsys.readouterr().out
+    after = _snapshot(copy / "results" / "tiny" / "episodes")
+    assert {k: after[k] for k in before} == before
+    assert len(after) == 6
+    trials = pd.read_parquet(copy / "results" / "tiny" / "trials.parquet")
+    assert sorted(trials["seed"]) == [0, 0, 1, 1, 2, 2]
+    assert (copy / "results" / "tiny" / "spec.yaml").read_text() == spec.read_text()
+
+
+def test_a_changed_shared_hyperparameter_is_refused(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _snapshot(copy / "results")
+    spec = _write_spec(copy, SPEC.replace("lr: 0.001", "lr: 0.002"))
+    assert main(["run", str(spec), "--out", str(copy / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "agent.lr: 0.001 -> 0.002" in err
+    assert "--fresh" in err
+    assert _snapshot(copy / "results") == before
+
+
+def test_fresh_starts_over(copy: Path) -> None:
+    spec = _write_spec(copy, SPEC.replace("lr: 0.001", "lr: 0.002"))
+    assert main(["run", str(spec), "--out", str(copy / "results"), "--fresh"]) == 0
+    trials = pd.read_parquet(copy / "results" / "tiny" / "trials.parquet")
+    assert list(trials["trial_id"]) == [t.trial_id for t in expand(load_spec(spec))]
+    assert (trials["lr"] == 0.002).all()
+    assert len(list((copy / "results" / "tiny" / "episodes").iterdir())) == 4
+
+
+def test_fresh_with_a_bad_spec_deletes_nothing(copy: Path) -> None:
+    before = _snapshot(copy / "results")
+    spec = _write_spec(copy, SPEC.replace("lr: 0.001", "lr: -1"))
+    assert main(["run", str(spec), "--out", str(copy / "results"), "--fresh"]) == 2
+    assert _snapshot(copy / "results") == before
+
+
+def test_grouped_seeds_give_the_same_results(finished: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grouped"
+    assert main(["run", str(finished / "spec.yaml"), "--out", str(out), "--group-size", "2"]) == 0
+    alone = pd.read_parquet(finished / "results" / "tiny" / "evals")
+    grouped = pd.read_parquet(out / "tiny" / "evals")
+    columns = ["trial_id", "env_step", "eval_return_mean", "episodes_done"]
+    key = ["trial_id", "env_step"]
+    pd.testing.assert_frame_equal(
+        alone[columns].sort_values(key, ignore_index=True),
+        grouped[columns].sort_values(key, ignore_index=True),
+    )
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_live_progress_display(tmp_path: Path) -> None:
+    terminal = _Terminal()
+    report = run_sweep(load_spec(_write_spec(tmp_path)), out=tmp_path / "out", stream=terminal)
+    assert report.exit_code == 0
+    shown = terminal.getvalue()
+    assert "4/4" in shown and "env steps/s" in shown and "failed 0" in shown
+    assert "[1/4] complete" not in shown  # the log lines are for pipes, not terminals

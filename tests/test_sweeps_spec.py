@@ -1,0 +1,232 @@
+"""Sweep specs: every problem is caught before anything runs, named by file and key path."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweeps.cli import main
+from sweeps.spec import SpecError, load_spec, parse_spec
+
+SPECS = sorted((Path(__file__).parents[1] / "sweeps" / "specs").glob("*.yaml"))
+
+VALID = """\
+name: tiny
+env: CartPole-v1
+seeds: 2
+budget: {env_steps: 300}
+eval: {every_steps: 150, episodes: 2}
+agent: {batch_size: 16, buffer_size: 500, learning_starts: 50, lr: 1e-3}
+grid:
+  hidden_sizes: [[16], [32]]
+"""
+
+
+def _with(**changes: object) -> str:
+    """The valid spec with top-level keys replaced (None removes a key)."""
+    data = yaml.safe_load(VALID)
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+# (case, spec text, key path the message must name, words it must contain)
+BAD_SPECS = [
+    ("unknown top key", _with(seed=3), "seed", "did you mean 'seeds'"),
+    (
+        "unknown agent key",
+        _with(agent={"hiden_sizes": [16]}),
+        "agent.hiden_sizes",
+        "did you mean 'hidden_sizes'",
+    ),
+    ("unknown grid key", _with(grid={"learning_rate": [0.1]}), "grid.learning_rate", "lr"),
+    ("wrong type", _with(agent={"lr": "fast"}), "agent.lr", "a number"),
+    (
+        "impossible grid value",
+        _with(grid={"hidden_sizes": [[16], [0]]}),
+        "grid.hidden_sizes[1]",
+        "positive integers",
+    ),
+    (
+        "values that clash",
+        _with(agent={"batch_size": 64, "buffer_size": 32}),
+        "agent.batch_size",
+        "at most buffer_size",
+    ),
+    ("unknown env", _with(env="NoSuchEnv-v0"), "env", "not a registered"),
+    ("unsupported spaces", _with(env="Pendulum-v1"), "env", "Discrete"),
+    ("empty grid axis", _with(grid={"lr": []}), "grid.lr", "empty list"),
+    ("duplicate seeds", _with(seeds=[0, 1, 1]), "seeds[2]", "duplicate seed 1"),
+    ("YAML that does not parse", "name: [tiny\nenv: CartPole-v1\n", "line 2", "does not parse"),
+    (
+        "grid key also in agent",
+        _with(grid={"lr": [0.001, 0.01]}),
+        "grid.lr",
+        "also given under agent",
+    ),
+    ("two budgets", _with(budget={"env_steps": 300, "episodes": 5}), "budget", "exactly one"),
+    ("zero budget", _with(budget={"env_steps": 0}), "budget.env_steps", "integers >= 1"),
+    ("unsafe name", _with(name="../elsewhere"), "name", "folder-safe"),
+    ("missing env", _with(env=None), "env", "missing"),
+    ("no CPU", _with(resources={"cpus_per_trial": 0}), "resources.cpus_per_trial", "> 0"),
+    ("negative GPU", _with(resources={"gpus_per_trial": -0.5}), "resources.gpus_per_trial", ">= 0"),
+    ("not a number", _with(agent={"lr": float("nan")}), "agent.lr", "not a finite number"),
+    ("bad eval", _with(eval={"every_steps": -1}), "eval.every_steps", "integers >= 1"),
+    (
+        "widths not in lists",
+        _with(grid={"hidden_sizes": [64, 128]}),
+        "grid.hidden_sizes[0]",
+        "list of layer widths",
+    ),
+    ("duplicate grid value", _with(grid={"gamma": [0.9, 0.90]}), "grid.gamma[1]", "duplicate"),
+    (
+        "variant key also in agent",
+        _with(variants={"soft": {"lr": 0.01}}),
+        "variants.soft.lr",
+        "also given under agent",
+    ),
+    ("not a mapping", "- just\n- a list\n", "", "expected a mapping"),
+    ("key given twice", VALID + "seeds: 3\n", "line 9", "duplicate key 'seeds'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "text", "path", "words"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS]
+)
+def test_bad_spec_names_file_and_key(case: str, text: str, path: str, words: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, source="my_spec.yaml")
+    message = str(caught.value)
+    assert f"my_spec.yaml: {path}" in message
+    assert words in message
+
+
+@pytest.mark.parametrize(
+    ("case", "text", "path", "words"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS]
+)
+def test_run_with_bad_spec_exits_2_and_writes_nothing(
+    case: str,
+    text: str,
+    path: str,
+    words: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    out = tmp_path / "results"
+    assert main(["run", str(spec), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}: {path}" in err
+    assert words in err
+    assert not out.exists()
+
+
+def test_several_problems_are_reported_at_once() -> None:
+    text = _with(seeds=[3, 3], agent={"lr": -1.0}, eval={"episodes": 0})
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, source="s.yaml")
+    paths = [path for path, _ in caught.value.problems]
+    assert paths == ["seeds[1]", "eval.episodes", "agent.lr"]
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"nowhere\.yaml: file not found"):
+        load_spec(tmp_path / "nowhere.yaml")
+
+
+def test_values_are_made_canonical() -> None:
+    # 1e-3 is text to YAML 1.1, and tau 1 must name the same trials as tau 1.0.
+    one = parse_spec(_with(agent={"lr": "1e-3", "tau": 1, "batch_size": 16, "buffer_size": 500}))
+    two = parse_spec(_with(agent={"lr": 0.001, "tau": 1.0, "batch_size": 16, "buffer_size": 500}))
+    assert [c.agent for c in one.configs] == [c.agent for c in two.configs]
+    assert one.configs[0].agent.lr == 0.001
+
+
+def test_defaults_come_from_the_environment() -> None:
+    spec = parse_spec(_with(env="LunarLander-v3", agent=None, grid=None))
+    assert spec.configs[0].agent.lr == pytest.approx(6.3e-4)
+    assert spec.configs[0].label == "default"
+
+
+def test_seeds_as_count_or_list() -> None:
+    assert parse_spec(_with(seeds=3)).seeds == (0, 1, 2)
+    assert parse_spec(_with(seeds=[7, 2])).seeds == (7, 2)
+
+
+def test_empty_sections_take_the_defaults() -> None:
+    spec = parse_spec(_with(eval=None, resources=None) + "eval:\nresources:\n")
+    assert (spec.eval.every_steps, spec.resources.cpus_per_trial) == (2_500, 1.0)
+
+
+def test_budget_in_episodes() -> None:
+    spec = parse_spec(_with(budget={"episodes": 20}))
+    assert (spec.budget.env_steps, spec.budget.episodes) == (None, 20)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
+def test_shipped_specs_are_valid(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    assert spec.n_trials >= 2
+    assert spec.text == path.read_text()
+
+
+def test_validate_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    smoke = next(p for p in SPECS if p.name == "smoke.yaml")
+    assert main(["validate", str(smoke)]) == 0
+    out = capsys.readouterr().out
+    assert "2 configuration(s) x 2 seed(s) = 4 trials" in out
+    assert "hidden_sizes=16" in out and "hidden_sizes=32" in out
+
+
+def test_validate_bad_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(_with(grid={"lr": []}))
+    assert main(["validate", str(spec)]) == 2
+    assert f"{spec}: grid.lr: empty list" in capsys.readouterr().err
+
+
+def test_group_size_needs_a_budget_in_env_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(_with(budget={"episodes": 5}))
+    out = tmp_path / "results"
+    assert main(["run", str(spec), "--out", str(out), "--group-size", "2"]) == 2
+    assert "budget.episodes" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_address_where_no_cluster_listens_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # free again once closed: nothing listens there
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(VALID)
+    out = tmp_path / "results"
+    address = f"127.0.0.1:{closed}"
+    assert main(["run", str(spec), "--out", str(out), "--address", address]) == 2
+    assert f"--address {address}: no Ray cluster answers there" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resources_no_node_has_exit_2_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Checked once the local Ray instance is up (it knows the machine's size), still before any
+    # file is written: a task asking for more CPUs than the machine has would wait forever.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(_with(resources={"cpus_per_trial": 4096}))
+    out = tmp_path / "results"
+    assert main(["run", str(spec), "--out", str(out)]) == 2
+    assert "resources: a task asks for 4096 CPU" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,219 @@
+"""The results folder: atomic files, data before the index, what a rerun may keep or must refuse."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dqn_agent import load
+from sweeps.plan import expand
+from sweeps.runner import run_unit
+from sweeps.spec import SweepSpec, parse_spec
+from sweeps.store import (
+    ResultsFolder,
+    ResultsStore,
+    ResumeError,
+    TrialOutcome,
+    check_resume,
+    write_atomic,
+    write_bytes_atomic,
+)
+
+SPEC = """\
+name: store
+env: CartPole-v1
+seeds: 2
+budget: {env_steps: 200}
+eval: {every_steps: 100, episodes: 1}
+agent:
+  lr: 0.001
+  batch_size: 16
+  buffer_size: 200
+  learning_starts: 50
+  train_every: 4
+  gradient_steps: 1
+grid:
+  hidden_sizes: [[16], [8]]
+"""
+
+
+def _spec(text: str = SPEC) -> SweepSpec:
+    return parse_spec(text, source="spec.yaml", check_env=False)
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> list[TrialOutcome]:
+    """Real outcomes of the four tiny trials, trained in this process (no Ray needed)."""
+    return [o for trial in expand(_spec()) for o in run_unit([trial], 1, None)]
+
+
+def _store(root: Path, spec: SweepSpec) -> ResultsStore:
+    return ResultsStore.open(ResultsFolder(root), spec, fresh=False, run_info={})
+
+
+def _hidden_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*")]
+
+
+def test_a_recorded_trial_has_its_files_and_row(
+    tmp_path: Path, outcomes: list[TrialOutcome]
+) -> None:
+    store = _store(tmp_path, _spec())
+    for outcome in outcomes:
+        store.record(outcome)
+    folder = ResultsFolder(tmp_path)
+    trials = pd.read_parquet(folder.trials_path)
+    assert list(trials["trial_id"]) == [t.trial_id for t in expand(_spec())]
+    assert set(trials["status"]) == {"complete"}
+    assert {"lr", "gamma", "double", "max_grad_norm", "budget_env_steps", "node_id"} <= set(
+        trials.columns
+    )
+    assert list(trials["hidden_sizes"]) == ["16", "16", "8", "8"]
+    episodes = pd.read_parquet(folder.episodes_dir)
+    assert set(episodes["trial_id"]) == set(trials["trial_id"])
+    assert not episodes.duplicated(["trial_id", "episode"]).any()
+    policy = load(folder.data_files(outcomes[0].spec.trial_id)[2])
+    assert policy.config == outcomes[0].spec.agent
+    assert (tmp_path / "spec.yaml").read_text() == SPEC
+    assert _hidden_files(tmp_path) == []
+
+
+def test_the_row_waits_for_the_data_files(
+    tmp_path: Path, outcomes: list[TrialOutcome], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    store = _store(tmp_path, _spec())
+    monkeypatch.setattr("sweeps.store.save_weights", broken)
+    with pytest.raises(OSError, match="disk full"):
+        store.record(outcomes[0])
+    folder = ResultsFolder(tmp_path)
+    assert not folder.trials_path.exists()
+    assert folder.complete_ids() == set()
+    assert _hidden_files(tmp_path) == []
+
+
+def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "data.bin"
+    write_bytes_atomic(target, b"old")
+
+    def half_then_crash(tmp: Path) -> None:
+        tmp.write_bytes(b"ne")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, half_then_crash)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]
+
+
+def test_readers_of_the_folder_skip_temporary_files(
+    tmp_path: Path, outcomes: list[TrialOutcome]
+) -> None:
+    store = _store(tmp_path, _spec())
+    store.record(outcomes[0])
+    episodes_dir = ResultsFolder(tmp_path).episodes_dir
+    expected = pd.read_parquet(episodes_dir)
+    # What a killed writer leaves: a half-written file under the temporary name.
+    (episodes_dir / f".{outcomes[1].spec.trial_id}.parquet.999.tmp").write_bytes(b"PAR1 torn")
+    pd.testing.assert_frame_equal(pd.read_parquet(episodes_dir), expected)
+    # ... and the next run clears it away.
+    _store(tmp_path, _spec())
+    assert _hidden_files(tmp_path) == []
+
+
+def test_a_failed_trial_is_a_row_with_its_error(
+    tmp_path: Path, outcomes: list[TrialOutcome]
+) -> None:
+    store = _store(tmp_path, _spec())
+    store.record(outcomes[0])
+    failed = TrialOutcome(spec=outcomes[1].spec, status="failed", error="ValueError: boom\n...")
+    store.record(failed)
+    trials = pd.read_parquet(ResultsFolder(tmp_path).trials_path).set_index("trial_id")
+    row = trials.loc[failed.spec.trial_id]
+    assert (row["status"], row["error"]) == ("failed", "ValueError: boom\n...")
+    assert pd.isna(row["final_eval_return"]) and pd.isna(row["wall_s"])
+    assert trials.loc[outcomes[0].spec.trial_id, "error"] == ""
+    assert not ResultsFolder(tmp_path).data_files(failed.spec.trial_id)[0].exists()
+
+
+def test_no_clipping_is_stored_as_missing(tmp_path: Path, outcomes: list[TrialOutcome]) -> None:
+    agent = dataclasses.replace(outcomes[0].spec.agent, max_grad_norm=None)
+    spec = dataclasses.replace(outcomes[0].spec, agent=agent)
+    store = _store(tmp_path, _spec())
+    store.record(TrialOutcome(spec=spec, status="failed", error="x"))
+    trials = pd.read_parquet(ResultsFolder(tmp_path).trials_path)
+    assert trials["max_grad_norm"].dtype == "float64" and trials["max_grad_norm"].isna().all()
+
+
+@pytest.fixture
+def folder(tmp_path: Path, outcomes: list[TrialOutcome]) -> ResultsFolder:
+    """A results folder holding the four complete trials of SPEC."""
+    store = _store(tmp_path / "store", _spec())
+    for outcome in outcomes:
+        store.record(outcome)
+    return ResultsFolder(tmp_path / "store")
+
+
+def test_the_same_spec_keeps_every_complete_trial(folder: ResultsFolder) -> None:
+    assert check_resume(folder, _spec(), fresh=False) == {t.trial_id for t in expand(_spec())}
+
+
+def test_added_seeds_and_grid_values_are_welcome(folder: ResultsFolder) -> None:
+    bigger = SPEC.replace("seeds: 2", "seeds: 3").replace("[[16], [8]]", "[[16], [8], [4]]")
+    assert len(check_resume(folder, _spec(bigger), fresh=False)) == 4
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("lr: 0.001", "lr: 0.002", "agent.lr: 0.001 -> 0.002"),
+        ("{env_steps: 200}", "{env_steps: 400}", "budget.env_steps: 200 -> 400"),
+        ("{every_steps: 100, episodes: 1}", "{every_steps: 50, episodes: 1}", "eval.every_steps"),
+        ("seeds: 2", "seeds: [1]", "seeds: [0, 1] -> [1]"),
+        ("[[16], [8]]", "[[16]]", "grid.hidden_sizes: [[16], [8]] -> [[16]]"),
+    ],
+)
+def test_a_change_to_trials_in_the_folder_is_refused(
+    folder: ResultsFolder, old: str, new: str, named: str
+) -> None:
+    assert old in SPEC
+    with pytest.raises(ResumeError) as caught:
+        check_resume(folder, _spec(SPEC.replace(old, new)), fresh=False)
+    message = str(caught.value)
+    assert named in message
+    assert "--fresh" in message and "new `name`" in message
+
+
+def test_fresh_ignores_the_old_trials(folder: ResultsFolder) -> None:
+    changed = _spec(SPEC.replace("lr: 0.001", "lr: 0.002"))
+    assert check_resume(folder, changed, fresh=True) == set()
+    ResultsStore.open(folder, changed, fresh=True, run_info={})
+    assert not folder.trials_path.exists()
+    assert list(folder.episodes_dir.iterdir()) == []
+    assert folder.spec_path.read_text() == changed.text
+
+
+def test_a_folder_of_something_else_is_never_touched(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "thesis.tex").write_text("precious")
+    for fresh in (False, True):
+        with pytest.raises(ResumeError, match="not a dqn-sweep results folder"):
+            check_resume(ResultsFolder(tmp_path / "store"), _spec(), fresh=fresh)
+    assert check_resume(ResultsFolder(tmp_path / "absent"), _spec(), fresh=False) == set()
+
+
+def test_trials_made_with_other_agent_defaults_are_refused(folder: ResultsFolder) -> None:
+    # As if dqn_agent's defaults had changed since the run: same spec, other ids in the index.
+    trials = pd.read_parquet(folder.trials_path)
+    trials.loc[0, "trial_id"] = "0123456789ab"
+    trials.loc[0, "lr"] = 0.5
+    trials.to_parquet(folder.trials_path, index=False)
+    with pytest.raises(ResumeError) as caught:
+        check_resume(folder, _spec(), fresh=False)
+    assert "no key of the spec changed" in str(caught.value)
+    assert "agent.lr: 0.5 in trials.parquet -> 0.001 now" in str(caught.value)
