@@ -24,6 +24,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import TINY_SPEC
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path("/proc").is_dir(), reason="ends the cluster's processes via /proc"),
@@ -31,22 +33,7 @@ pytestmark = [
 
 BIN = Path(sys.executable).parent
 
-SPEC = """\
-name: cluster
-env: CartPole-v1
-seeds: 2
-budget: {env_steps: 300}
-eval: {every_steps: 150, episodes: 2}
-agent:
-  lr: 0.001
-  batch_size: 16
-  buffer_size: 300
-  learning_starts: 50
-  train_every: 4
-  gradient_steps: 1
-grid:
-  hidden_sizes: [[16], [8]]
-"""
+SPEC = TINY_SPEC.replace("name: tiny", "name: cluster")
 
 
 def _free_ports(n: int) -> list[int]:

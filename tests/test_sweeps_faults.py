@@ -8,67 +8,29 @@ complete set of rows per trial, failures recorded with their traceback, nothing 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 
 from sweeps.cli import main
 from sweeps.runner import FAIL_ENV, KILL_ENV, run_sweep
 from sweeps.spec import load_spec
 from sweeps.store import ResultsFolder, TrialOutcome
+from tests.conftest import TINY_SPEC, write_spec
 
-pytestmark = pytest.mark.slow  # starts Ray and trains agents
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_instance")]  # Ray, training
 
-SPEC = """\
-name: faults
-env: CartPole-v1
-seeds: 2
-budget: {env_steps: 300}
-eval: {every_steps: 150, episodes: 2}
-agent:
-  lr: 0.001
-  batch_size: 16
-  buffer_size: 300
-  learning_starts: 50
-  train_every: 4
-  gradient_steps: 1
-grid:
-  hidden_sizes: [[16], [8]]
-"""
+SPEC = TINY_SPEC.replace("name: tiny", "name: faults")
 
 # Longer trials (a second or two each), so that a driver killed after the first is recorded
 # still has trials running.
 LONGER_SPEC = SPEC.replace("env_steps: 300", "env_steps: 800")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance() -> Iterator[None]:
-    """One local Ray for the module; the runner uses it instead of starting its own."""
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
-
-
-def _write_spec(where: Path, text: str = SPEC) -> Path:
-    path = where / "spec.yaml"
-    path.write_text(text)
-    return path
 
 
 def _assert_one_complete_set(folder: Path, n_trials: int) -> pd.DataFrame:
@@ -90,7 +52,7 @@ def test_a_worker_killed_mid_trial_is_retried_once(
     markers = tmp_path / "kill-markers"
     markers.mkdir()
     monkeypatch.setenv(KILL_ENV, str(markers))
-    spec = _write_spec(tmp_path, SPEC.replace("[[16], [8]]", "[[16]]"))
+    spec = write_spec(tmp_path, SPEC.replace("[[16], [8]]", "[[16]]"))
     assert main(["run", str(spec), "--out", str(tmp_path / "out")]) == 0
     trials = _assert_one_complete_set(tmp_path / "out" / "faults", 2)
     # Every trial's first worker died with SIGKILL mid-trial; Ray ran it a second time.
@@ -101,7 +63,7 @@ def test_a_worker_killed_mid_trial_is_retried_once(
 def test_a_trial_that_raises_is_recorded_and_the_others_complete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec, out = _write_spec(tmp_path), tmp_path / "out"
+    spec, out = write_spec(tmp_path, SPEC), tmp_path / "out"
     monkeypatch.setenv(FAIL_ENV, "hidden_sizes=8")
     assert main(["run", str(spec), "--out", str(out)]) == 1
     printed = capsys.readouterr().out
@@ -126,7 +88,7 @@ def test_a_trial_that_raises_is_recorded_and_the_others_complete(
 def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = load_spec(_write_spec(tmp_path))
+    spec = load_spec(write_spec(tmp_path, SPEC))
     out = tmp_path / "out"
 
     def interrupt(outcome: TrialOutcome) -> None:
@@ -165,7 +127,7 @@ def _kill_session(session: int) -> None:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the driver's processes in /proc")
 def test_a_killed_driver_loses_nothing_finished(tmp_path: Path) -> None:
-    spec, out = _write_spec(tmp_path, LONGER_SPEC), tmp_path / "out"
+    spec, out = write_spec(tmp_path, LONGER_SPEC), tmp_path / "out"
     folder = ResultsFolder(out / "faults")
     command = [
         str(Path(sys.executable).with_name("dqn-sweep")),

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -18,46 +15,11 @@ from sweeps.cli import main
 from sweeps.plan import expand
 from sweeps.runner import run_sweep
 from sweeps.spec import load_spec
+from tests.conftest import TINY_SPEC, write_spec
 
-pytestmark = pytest.mark.slow  # starts Ray and trains agents
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_instance")]  # Ray, training
 
-SPEC = """\
-name: tiny
-env: CartPole-v1
-seeds: 2
-budget: {env_steps: 300}
-eval: {every_steps: 150, episodes: 2}
-agent:
-  lr: 0.001
-  batch_size: 16
-  buffer_size: 300
-  learning_starts: 50
-  train_every: 4
-  gradient_steps: 1
-grid:
-  hidden_sizes: [[16], [8]]
-"""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance() -> Iterator[None]:
-    """One local Ray for the module; the runner uses it instead of starting its own."""
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
-
-
-def _write_spec(where: Path, text: str = SPEC) -> Path:
-    path = where / "spec.yaml"
-    path.write_text(text)
-    return path
+SPEC = TINY_SPEC
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -73,7 +35,7 @@ def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder in which the tiny sweep ran to the end (copy it before changing it)."""
     where = tmp_path_factory.mktemp("finished")
-    assert main(["run", str(_write_spec(where)), "--out", str(where / "results")]) == 0
+    assert main(["run", str(write_spec(where, SPEC)), "--out", str(where / "results")]) == 0
     return where
 
 
@@ -119,7 +81,7 @@ def test_added_seeds_train_only_the_new_trials(
     copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = _snapshot(copy / "results" / "tiny" / "episodes")
-    spec = _write_spec(copy, SPEC.replace("seeds: 2", "seeds: 3"))
+    spec = write_spec(copy, SPEC.replace("seeds: 2", "seeds: 3"))
     assert main(["run", str(spec), "--out", str(copy / "results")]) == 0
     assert "4 already complete, 2 to train" in capsys.readouterr().out
     after = _snapshot(copy / "results" / "tiny" / "episodes")
@@ -134,7 +96,7 @@ def test_a_changed_shared_hyperparameter_is_refused(
     copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = _snapshot(copy / "results")
-    spec = _write_spec(copy, SPEC.replace("lr: 0.001", "lr: 0.002"))
+    spec = write_spec(copy, SPEC.replace("lr: 0.001", "lr: 0.002"))
     assert main(["run", str(spec), "--out", str(copy / "results")]) == 2
     err = capsys.readouterr().err
     assert "agent.lr: 0.001 -> 0.002" in err
@@ -143,7 +105,7 @@ def test_a_changed_shared_hyperparameter_is_refused(
 
 
 def test_fresh_starts_over(copy: Path) -> None:
-    spec = _write_spec(copy, SPEC.replace("lr: 0.001", "lr: 0.002"))
+    spec = write_spec(copy, SPEC.replace("lr: 0.001", "lr: 0.002"))
     assert main(["run", str(spec), "--out", str(copy / "results"), "--fresh"]) == 0
     trials = pd.read_parquet(copy / "results" / "tiny" / "trials.parquet")
     assert list(trials["trial_id"]) == [t.trial_id for t in expand(load_spec(spec))]
@@ -153,7 +115,7 @@ def test_fresh_starts_over(copy: Path) -> None:
 
 def test_fresh_with_a_bad_spec_deletes_nothing(copy: Path) -> None:
     before = _snapshot(copy / "results")
-    spec = _write_spec(copy, SPEC.replace("lr: 0.001", "lr: -1"))
+    spec = write_spec(copy, SPEC.replace("lr: 0.001", "lr: -1"))
     assert main(["run", str(spec), "--out", str(copy / "results"), "--fresh"]) == 2
     assert _snapshot(copy / "results") == before
 
@@ -178,7 +140,7 @@ class _Terminal(io.StringIO):
 
 def test_a_terminal_gets_a_live_progress_display(tmp_path: Path) -> None:
     terminal = _Terminal()
-    report = run_sweep(load_spec(_write_spec(tmp_path)), out=tmp_path / "out", stream=terminal)
+    report = run_sweep(load_spec(write_spec(tmp_path, SPEC)), out=tmp_path / "out", stream=terminal)
     assert report.exit_code == 0
     shown = terminal.getvalue()
     assert "4/4" in shown and "env steps/s" in shown and "failed 0" in shown
