@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup demo test lint unit bench bench-learning clean
+.PHONY: setup demo test lint unit bench bench-learning docker-demo docker-test docker-clean clean
 
 $(BIN)/dqn-sweep: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +36,25 @@ bench: setup
 	$(BIN)/python -m benchmarks.bench_speed
 	$(BIN)/python -m benchmarks.bench_scheduling
 	$(BIN)/python -m benchmarks.bench_analysis
+	$(BIN)/python -m benchmarks.bench_docker
 
 bench-learning: setup
 	$(BIN)/python -m benchmarks.bench_learning --env CartPole-v1
 	$(BIN)/python -m benchmarks.bench_learning --env LunarLander-v3
+
+# The smoke sweep on a Ray cluster in containers (a head and 2 workers, token auth): builds the
+# images (without a registry where needed), runs the sweep through the head, leaves
+# results/smoke/ with its plots, and removes the cluster (and the engine, if it had to start one).
+docker-demo: setup
+	docker/e2e.sh
+
+# Only the container tests (`make test` runs them too).
+docker-test: setup
+	$(BIN)/pytest -q tests/test_docker_e2e.py tests/test_docker_cluster_config.py
+
+docker-clean:
+	-docker rmi dqn-sweeps:cpu dqn-sweeps-base:bookworm
+	-docker image prune -f --filter label=dqn-sweeps.stage
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
