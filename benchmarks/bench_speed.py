@@ -220,6 +220,32 @@ def reference_ray(steps: int, workers: int) -> dict[str, Any]:
     return {"wall_s": wall, "agent_steps_per_s": 40 * steps / wall, "workers": workers}
 
 
+def summarize(record: dict[str, Any]) -> dict[str, Any]:
+    """Ratios, all against the naive loop measured in the same run."""
+    naive, direct, workers = record["naive"], record["reference_direct"], record["cpus"]
+    # The naive loop runs the sweep one trial per core: its wall time is the trials' summed
+    # time divided by the cores, so its throughput is a harmonic mean of the per-config rates.
+    naive_sweep = len(SIZES) * workers / sum(1 / naive[size_text(s)]["per_core"] for s in SIZES)
+    per_config = {
+        name: {
+            "agent_steps_per_s": r["agent_steps_per_s"],
+            "vs_naive_one_core": r["agent_steps_per_s"] / naive[name]["per_core"],
+        }
+        for name, r in direct["per_config"].items()
+    }
+    big = direct["per_config"]["256x256"]["agent_steps_per_s"]
+    gflops_256 = big * flop_per_agent_step((256, 256), REFERENCE) / 1e9
+    ray_rate = record.get("reference_ray", {}).get("agent_steps_per_s", float("nan"))
+    return {
+        "naive_sweep_agent_steps_per_s": naive_sweep,
+        "sweep_vs_naive": direct["agent_steps_per_s"] / naive_sweep,
+        "sweep_ray_vs_naive": ray_rate / naive_sweep,
+        "per_config": per_config,
+        "gflops_256x256": gflops_256,
+        "fraction_of_matmul_256x256": gflops_256 / record["matmul_gflops_one_core"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50_000, help="env steps per reference trial")
@@ -228,7 +254,17 @@ def main() -> None:
     parser.add_argument("--ks", default="1,2,4,8,16,32,64")
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="only recompute ratios and tables from a record"
+    )
     args = parser.parse_args()
+    if args.render is not None:
+        saved: dict[str, Any] = json.loads(args.render.read_text())
+        saved["summary"] = summarize(saved)
+        args.render.write_text(json.dumps(saved, indent=2) + "\n")
+        args.render.with_suffix(".md").write_text(markdown(saved))
+        print(markdown(saved))
+        return
     workers = os.cpu_count() or 1
     record: dict[str, Any] = {
         "host": platform.node(),
@@ -261,25 +297,7 @@ def main() -> None:
     ks = [int(k) for k in args.ks.split(",")]
     record["scaling_64x64"] = {k: group_rate((64, 64), k, args.scaling_steps) for k in ks}
 
-    # Ratios, all against the naive loop measured above.
-    naive_sweep = statistics.mean(naive[size_text(s)]["all_cores"] for s in SIZES)
-    per_config = {
-        name: {
-            "agent_steps_per_s": r["agent_steps_per_s"],
-            "vs_naive_one_core": r["agent_steps_per_s"] / naive[name]["per_core"],
-        }
-        for name, r in direct["per_config"].items()
-    }
-    big = direct["per_config"]["256x256"]["agent_steps_per_s"]
-    gflops_256 = big * flop_per_agent_step((256, 256), REFERENCE) / 1e9
-    record["summary"] = {
-        "sweep_vs_naive": direct["agent_steps_per_s"] / naive_sweep,
-        "sweep_ray_vs_naive": record.get("reference_ray", {}).get("agent_steps_per_s", float("nan"))
-        / naive_sweep,
-        "per_config": per_config,
-        "gflops_256x256": gflops_256,
-        "fraction_of_matmul_256x256": gflops_256 / gflops,
-    }
+    record["summary"] = summarize(record)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / "speed.md").write_text(markdown(record))
@@ -311,6 +329,7 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         "| run | agent-steps/s | wall s | vs naive (one trial per core) |",
         "|---|---:|---:|---:|",
+        f"| naive loop, one trial per core | {s['naive_sweep_agent_steps_per_s']:,.0f} | | 1.0x |",
         f"| direct, groups of 10 | {record['reference_direct']['agent_steps_per_s']:,.0f} | "
         f"{record['reference_direct']['wall_s']:.0f} | {s['sweep_vs_naive']:.1f}x |",
     ]
