@@ -43,26 +43,12 @@ import torch
 from torch import nn
 
 from dqn_agent import AgentConfig, Budget, EvalSettings, TrialSpec, train_group
+from sweeps.spec import load_spec
 
-SIZES: list[tuple[int, ...]] = [(64,), (256,), (64, 64), (256, 256)]
-REFERENCE = AgentConfig(
-    hidden_sizes=(64,),
-    lr=1e-3,
-    batch_size=64,
-    buffer_size=5_000,
-    gamma=0.99,
-    learning_starts=64,
-    train_every=1,
-    gradient_steps=1,
-    target_update_every=50,
-    tau=1.0,
-    loss="mse",
-    epsilon_start=1.0,
-    epsilon_end=0.05,
-    epsilon_schedule="exponential",
-    epsilon_decay_steps=750,
-    max_grad_norm=None,
-)
+# The reference workload is the shipped course spec itself, so the two cannot drift apart.
+COURSE = load_spec(Path(__file__).resolve().parents[1] / "sweeps/specs/network_sizes.yaml")
+SIZES: list[tuple[int, ...]] = [point.agent.hidden_sizes for point in COURSE.configs]
+REFERENCE = COURSE.configs[0].agent  # every setting but hidden_sizes is shared
 
 
 def size_text(sizes: tuple[int, ...]) -> str:

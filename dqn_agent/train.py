@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from dqn_agent.buffer import ReplayBuffer
+from dqn_agent.checkpoint import save_weights
 from dqn_agent.config import AgentConfig, TrialSpec, hidden_sizes_text
 from dqn_agent.evaluation import make_evaluator
 from dqn_agent.exploration import epsilon_at
@@ -76,8 +77,6 @@ class TrialResult:
 
     def save(self, path: str) -> None:
         """Write the final weights with their config (see `dqn_agent.checkpoint.load`)."""
-        from dqn_agent.checkpoint import save_weights
-
         save_weights(
             path,
             state_dict=self.state_dict,
@@ -215,13 +214,13 @@ def train_group(
         finished = (total_steps is not None and step >= total_steps) or (
             max_episodes is not None and episodes_done >= max_episodes
         )
-        if step % WINDOW == 0 or finished:
-            log.flush()
-        if step % every == 0 or finished:
-            log.flush()
+        evaluate = step % every == 0 or finished
+        report = progress is not None and (step % 1000 == 0 or evaluate)
+        if step % WINDOW == 0 or evaluate or report:
+            log.flush()  # episode rows must be complete before an eval row or a report
+        if evaluate:
             log.add_eval(step, evaluator(online), start)
-        if progress is not None and (step % 1000 == 0 or step % every == 0 or finished):
-            log.flush()
+        if report and progress is not None:
             progress(Progress(step, total_steps, log.episodes_done[0], log.last_eval_return()))
 
     wall_s = time.perf_counter() - start
