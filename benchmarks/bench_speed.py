@@ -8,8 +8,8 @@ Everything is measured in one run on one machine, so the ratios compare like wit
 3. the project's trainer at K = 1 (one seed), one thread;
 4. the reference workload, the course's network-size sweep (hidden sizes [64], [256], [64, 64],
    [256, 256], 10 seeds each; lr 1e-3, batch 64, buffer 5000, an update every env step, hard
-   target copy every 50 steps), as 4 groups of 10 seeds, one process per core ("direct"), and
-   through the sweep runner on a local Ray instance ("ray");
+   target copy every 50 steps), in the groups the runner plans for this machine, one process
+   per core ("direct"), and through the sweep runner on a local Ray instance ("ray");
 5. how the cost of a group grows with K (1, 2, 4, ..., 64) for the [64, 64] configuration.
 
     .venv/bin/python -m benchmarks.bench_speed                  # the full benchmark
@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from dqn_agent import AgentConfig, Budget, EvalSettings, TrialSpec, train_group
-from sweeps.spec import load_spec
+from sweeps.plan import Unit, make_plan
+from sweeps.spec import load_spec, parse_spec
 
 # The reference workload is the shipped course spec itself, so the two cannot drift apart.
 COURSE = load_spec(Path(__file__).resolve().parents[1] / "sweeps/specs/network_sizes.yaml")
@@ -164,19 +165,9 @@ def group_rate(sizes: tuple[int, ...], n_seeds: int, steps: int) -> dict[str, fl
     }
 
 
-def reference_direct(steps: int, workers: int) -> dict[str, Any]:
-    """The reference sweep as 4 groups of 10 seeds, one process per core."""
-    start = time.perf_counter()
-    with ProcessPoolExecutor(workers) as pool:
-        futures = {size_text(s): pool.submit(group_rate, s, 10, steps) for s in SIZES}
-        per_config = {name: f.result() for name, f in futures.items()}
-    wall = time.perf_counter() - start
-    return {"wall_s": wall, "agent_steps_per_s": 40 * steps / wall, "per_config": per_config}
-
-
-def reference_ray(steps: int, workers: int) -> dict[str, Any]:
-    """The reference sweep through `dqn-sweep run` on a local Ray instance, groups of 10."""
-    spec = {
+def reference_spec(steps: int) -> dict[str, Any]:
+    """The course sweep with `steps` env steps per trial, as a spec document."""
+    return {
         "name": "reference",
         "env": "CartPole-v1",
         "seeds": 10,
@@ -186,24 +177,71 @@ def reference_ray(steps: int, workers: int) -> dict[str, Any]:
         "grid": {"hidden_sizes": [list(s) for s in SIZES]},
         "resources": {"cpus_per_trial": 1},
     }
+
+
+def unit_rate(unit: Unit) -> dict[str, Any]:
+    """Train one unit of the plan as one group on one thread, after a short warm-up."""
+    torch.set_num_threads(1)
+    sizes = unit[0].agent.hidden_sizes
+    train_group(group_specs(sizes, range(len(unit)), 300))  # warm-up: imports, allocator
+    start = time.perf_counter()
+    train_group(list(unit))
+    wall = time.perf_counter() - start
+    steps = unit[0].budget.env_steps or 0
+    return {"config": size_text(sizes), "n_seeds": len(unit), "steps": steps, "wall_s": wall}
+
+
+def reference_direct(steps: int, workers: int) -> dict[str, Any]:
+    """The reference sweep in the units the runner plans for `workers` slots (by default: each
+    configuration one group of 10, costly ones split, costliest first), one process per core."""
+    spec = parse_spec(json.dumps(reference_spec(steps)), check_env=False)  # JSON is YAML
+    units = make_plan(spec, group_size=None, capacity=workers).units
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        done = list(pool.map(unit_rate, units))  # submitted costliest first, as the runner does
+    wall = time.perf_counter() - start
+    per_config: dict[str, dict[str, Any]] = {}
+    for name in map(size_text, SIZES):
+        mine = [u for u in done if u["config"] == name]
+        core_s = sum(u["wall_s"] for u in mine)
+        agent_steps = sum(u["n_seeds"] * u["steps"] for u in mine)
+        per_config[name] = {
+            "groups": [u["n_seeds"] for u in mine],
+            "core_s": core_s,
+            "agent_steps_per_s": agent_steps / core_s,  # per core: each unit had one core
+        }
+    return {
+        "wall_s": wall,
+        "agent_steps_per_s": 40 * steps / wall,
+        "per_config": per_config,
+        "units": done,
+    }
+
+
+def reference_ray(steps: int, workers: int) -> dict[str, Any]:
+    """The reference sweep through `dqn-sweep run` on a local Ray instance, default grouping."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "reference.yaml"
-        path.write_text(json.dumps(spec))  # JSON is YAML
+        path.write_text(json.dumps(reference_spec(steps)))  # JSON is YAML
         command = [
             str(Path(sys.executable).with_name("dqn-sweep")),
             "run",
             str(path),
             "--out",
             str(Path(tmp) / "results"),
-            "--group-size",
-            "10",
         ]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - start
         if done.returncode != 0:
             return {"error": done.stderr[-2000:], "command": " ".join(command)}
-    return {"wall_s": wall, "agent_steps_per_s": 40 * steps / wall, "workers": workers}
+        manifest = json.loads((Path(tmp) / "results/reference/manifest.json").read_text())
+    return {
+        "wall_s": wall,
+        "agent_steps_per_s": 40 * steps / wall,
+        "workers": workers,
+        "units": manifest["runs"][-1].get("units"),
+    }
 
 
 def summarize(record: dict[str, Any]) -> dict[str, Any]:
@@ -299,14 +337,20 @@ def markdown(record: dict[str, Any]) -> str:
         f"{record['reference_steps_per_trial']:,} env steps per reference trial.",
         f"Matmul yardstick: {record['matmul_gflops_one_core']:.1f} GFLOP/s on one core.",
         "",
-        "| configuration | naive, one core | project K=1 | project K=10 (one core) | ratio |",
-        "|---|---:|---:|---:|---:|",
+        "Agent-env-steps per second on one core. The sweep column is each configuration's",
+        "agent-steps over the core-seconds its groups took inside the direct sweep run below",
+        "(groups as the runner plans them for this machine's cores).",
+        "",
+        "| configuration | naive, one core | project K=1 | project, in sweep | groups | ratio |",
+        "|---|---:|---:|---:|---|---:|",
     ]
     for name, cfg in s["per_config"].items():
+        groups = record["reference_direct"]["per_config"][name].get("groups", [10])
         lines.append(
             f"| {name} | {record['naive'][name]['per_core']:,.0f} | "
             f"{record['k1'][name]['agent_steps_per_s']:,.0f} | "
-            f"{cfg['agent_steps_per_s']:,.0f} | {cfg['vs_naive_one_core']:.1f}x |"
+            f"{cfg['agent_steps_per_s']:,.0f} | {' + '.join(map(str, groups))} | "
+            f"{cfg['vs_naive_one_core']:.1f}x |"
         )
     ray = record.get("reference_ray", {})
     lines += [
@@ -316,17 +360,17 @@ def markdown(record: dict[str, Any]) -> str:
         "| run | agent-steps/s | wall s | vs naive (one trial per core) |",
         "|---|---:|---:|---:|",
         f"| naive loop, one trial per core | {s['naive_sweep_agent_steps_per_s']:,.0f} | | 1.0x |",
-        f"| direct, groups of 10 | {record['reference_direct']['agent_steps_per_s']:,.0f} | "
+        f"| direct, planned groups | {record['reference_direct']['agent_steps_per_s']:,.0f} | "
         f"{record['reference_direct']['wall_s']:.0f} | {s['sweep_vs_naive']:.1f}x |",
     ]
     if "agent_steps_per_s" in ray:
         lines.append(
-            f"| dqn-sweep run on Ray, groups of 10 | {ray['agent_steps_per_s']:,.0f} | "
+            f"| dqn-sweep run on Ray, default groups | {ray['agent_steps_per_s']:,.0f} | "
             f"{ray['wall_s']:.0f} | {s['sweep_ray_vs_naive']:.1f}x |"
         )
     lines += [
         "",
-        f"256x256 at K=10: {s['gflops_256x256']:.1f} GFLOP/s of matmul work, "
+        f"256x256 in the sweep: {s['gflops_256x256']:.1f} GFLOP/s of matmul work per core, "
         f"{100 * s['fraction_of_matmul_256x256']:.0f}% of the measured matmul throughput.",
         "",
         "Cost of a group as K grows ([64, 64]):",

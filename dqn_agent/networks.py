@@ -15,6 +15,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+NARROW = 16
+"""Layers with fewer outputs than this (Q-value heads) are evaluated in transposed form."""
+
 
 class StackedLinear(nn.Module):
     """K independent affine maps y_k = x_k W_k + b_k, evaluated as one batched product."""
@@ -35,9 +38,14 @@ class StackedLinear(nn.Module):
                 self.bias[k].copy_(b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (K, batch, in) @ (K, in, out) + (K, 1, out) -> (K, batch, out)
-        out: torch.Tensor = torch.baddbmm(self.bias, x, self.weight)
-        return out
+        """(K, batch, in) @ (K, in, out) + (K, 1, out) -> (K, batch, out)."""
+        if self.weight.shape[2] < NARROW and x.shape[1] > self.weight.shape[2]:
+            # CPU matmul kernels vectorise along the last axis of their result, and a head with
+            # a handful of outputs (one per action) wastes most of each vector there. The same
+            # sums computed transposed, (K, out, in) @ (K, in, batch), run several times faster.
+            product = torch.bmm(self.weight.transpose(1, 2), x.transpose(1, 2))
+            return product.transpose(1, 2) + self.bias
+        return torch.baddbmm(self.bias, x, self.weight)
 
 
 class QNetwork(nn.Module):
@@ -71,15 +79,19 @@ class QNetwork(nn.Module):
         for layer in self.layers():
             layer.reset_parameters(generators)
 
+    def hidden_layers(self) -> list[StackedLinear]:
+        """The hidden affine layers, input side first; each is followed by a ReLU."""
+        return [layer for layer in self.hidden if isinstance(layer, StackedLinear)]
+
     def layers(self) -> list[StackedLinear]:
         """All affine layers, input side first, heads last."""
         heads = [self.advantage] if self.value is None else [self.advantage, self.value]
-        return [*self.hidden, *heads]
+        return [*self.hidden_layers(), *heads]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values: obs (K, batch, obs_dim) -> (K, batch, n_actions)."""
         x = obs
-        for layer in self.hidden:
+        for layer in self.hidden_layers():
             x = torch.relu(layer(x))
         advantage: torch.Tensor = self.advantage(x)  # (K, batch, n_actions)
         if self.value is None:

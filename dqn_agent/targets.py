@@ -49,6 +49,28 @@ def td_loss(
     return per_agent.sum(), per_agent.detach()
 
 
+def td_loss_gradient(
+    q: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, kind: LossName
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same loss as `td_loss`, with its gradient worked out by hand for `Backprop`.
+
+    q (K, batch, n_actions), actions and target (K, batch). Returns each agent's mean loss (K,)
+    and d(sum of the agents' mean losses)/dq (K, batch, n_actions), zero except at the actions
+    taken. With d = Q(s, a) - y: MSE is d^2 with gradient 2d; Huber is d^2 / 2 for |d| < 1 and
+    |d| - 1/2 beyond, with gradient d clipped to [-1, 1]; both divided by the batch size.
+    """
+    index = actions.unsqueeze(-1)
+    d = q.gather(-1, index).squeeze(-1) - target  # (K, batch)
+    if kind == "huber":
+        small = d.abs() < 1.0
+        elementwise = torch.where(small, 0.5 * d.square(), d.abs() - 0.5)
+        grad = d.clamp(-1.0, 1.0)
+    else:
+        elementwise, grad = d.square(), 2.0 * d
+    grad_q = torch.zeros_like(q).scatter_(-1, index, (grad / d.shape[1]).unsqueeze(-1))
+    return elementwise.mean(dim=1), grad_q
+
+
 def update_target(online: QNetwork, target: QNetwork, *, tau: float) -> None:
     """Polyak update target <- tau * online + (1 - tau) * target; tau = 1 is a hard copy."""
     with torch.no_grad():

@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dqn_agent.backprop import Backprop
 from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.checkpoint import save_weights
 from dqn_agent.config import AgentConfig, TrialSpec, hidden_sizes_text
 from dqn_agent.evaluation import make_evaluator
 from dqn_agent.exploration import epsilon_at
 from dqn_agent.networks import QNetwork, clip_grad_norm_per_agent
-from dqn_agent.targets import td_loss, td_target, update_target
+from dqn_agent.targets import td_loss_gradient, td_target, update_target
 from dqn_agent.vector_env import TorchCartPole, make_vector_env
 
 
@@ -175,6 +176,7 @@ def train_group(
     target = copy.deepcopy(online)
     # Adam is elementwise, so K stacked agents keep K independent optimizer states; the fused
     # kernel updates them all in one call.
+    backprop = Backprop(online, config.batch_size)  # installs the .grad buffers Adam reads
     optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, fused=True)
     buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
     draws = _Draws(streams, config.batch_size, device)
@@ -207,7 +209,7 @@ def train_group(
         if step >= config.learning_starts and step % config.train_every == 0:
             for _ in range(config.gradient_steps):
                 u = draws.next_replay()
-                log.add_update(*_gradient_step(online, target, optimizer, buffer, u, config))
+                log.add_update(*_gradient_step(backprop, target, optimizer, buffer, u, config))
         if step % config.target_update_every == 0:
             update_target(online, target, tau=config.tau)
 
@@ -268,7 +270,7 @@ def _act(online: QNetwork, obs: torch.Tensor, u: torch.Tensor, epsilon: float) -
 
 
 def _gradient_step(
-    online: QNetwork,
+    backprop: Backprop,
     target: QNetwork,
     optimizer: torch.optim.Optimizer,
     buffer: ReplayBuffer,
@@ -276,16 +278,17 @@ def _gradient_step(
     config: AgentConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One TD update of every agent; returns each agent's loss and mean Q(s, a), both (K,)."""
+    online = backprop.net
     batch = buffer.sample(u)
     y = td_target(batch, online, target, gamma=config.gamma, double=config.double)
-    q_taken = online(batch.obs).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)  # (K, batch)
-    loss, per_agent_loss = td_loss(q_taken, y, config.loss)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()  # type: ignore[no-untyped-call]
+    q = backprop.forward(batch.obs)  # (K, batch, n_actions)
+    per_agent_loss, grad_q = td_loss_gradient(q, batch.actions, y, config.loss)
+    backprop.backward(grad_q)
     if config.max_grad_norm is not None:
         clip_grad_norm_per_agent(list(online.parameters()), config.max_grad_norm)
     optimizer.step()
-    return per_agent_loss, q_taken.detach().mean(dim=1)
+    q_taken = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+    return per_agent_loss, q_taken.mean(dim=1)
 
 
 def _agent_weights(online: QNetwork, k: int) -> dict[str, torch.Tensor]:

@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="seeds of one configuration trained together in one task, as one batched "
-        "computation (default: enough to fill every task slot of the cluster, at most all "
-        "seeds of a configuration; 1 for budgets in episodes)",
+        "computation (default: balanced over the cluster's task slots: all seeds of a "
+        "configuration in one task, costly configurations split, costliest first; 1 for "
+        "budgets in episodes)",
     )
     run.add_argument(
         "--quiet", action="store_true", help="no progress display, only the final summary"

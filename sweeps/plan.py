@@ -8,7 +8,7 @@ names new trials. A unit of work is one Ray task: a group of seeds of one config
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -25,7 +25,7 @@ class Plan:
     trials: tuple[TrialSpec, ...]
     """Every trial of the spec: configurations in spec order, seeds within each."""
     units: tuple[Unit, ...]
-    """Trials not yet complete, grouped by configuration (at most `group_size` seeds a unit)."""
+    """Trials not yet complete, grouped by configuration, in the order to submit them."""
 
     @property
     def todo(self) -> tuple[TrialSpec, ...]:
@@ -68,23 +68,70 @@ def group_units(trials: Sequence[TrialSpec], group_size: int) -> list[Unit]:
     return units
 
 
-def auto_group_size(spec: SweepSpec, n_todo: int, capacity: int) -> int:
-    """Seeds per task when the user gives none: as few as keep every task slot busy.
+GROUP_STEP_OVERHEAD_S = 1e-3
+"""Rough cost of one env step of a group apart from the agents' matrix products (Python and
+operator dispatch, env stepping): about 1 ms on the CPUs this was tuned on."""
+MATMUL_FLOP_PER_S = 40e9
+"""Rough rate of the agents' matrix products inside training on one CPU core."""
 
-    Seeds are the cheap dimension: a group of K trains almost as fast as one seed (batched
-    matrix products), so the trials to train are spread over the `capacity` slots of the cluster,
-    at most all seeds of one configuration in a task. A budget in episodes trains alone.
+
+def unit_cost(unit: Unit) -> float:
+    """Estimated seconds per env step of training `unit` as one group on one CPU core.
+
+    A group pays a fixed overhead per env step, whatever its size, plus each agent's matrix
+    products: the acting forward pass of one observation and, per gradient step, the online
+    forward and backward (twice the forward) and the target forward on a batch. Only the ratios
+    between units matter: they decide how to split and order the work.
     """
-    if spec.budget.episodes is not None or n_todo == 0:
-        return 1
-    return max(1, min(len(spec.seeds), math.ceil(n_todo / max(capacity, 1))))
+    config = unit[0].agent
+    widths = [8, *config.hidden_sizes, 4]  # a typical small observation and action count
+    forward = 2 * sum(a * b for a, b in itertools.pairwise(widths))
+    updates = config.gradient_steps / config.train_every
+    flop = forward + updates * config.batch_size * forward * (1 + 2 + 1)
+    return GROUP_STEP_OVERHEAD_S + len(unit) * flop / MATMUL_FLOP_PER_S
 
 
-def make_plan(spec: SweepSpec, *, complete: Collection[str] = (), group_size: int = 1) -> Plan:
-    """Plan `spec`, leaving out the trials whose ids are in `complete`."""
-    if group_size < 1:
+def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
+    """Units for a cluster of `capacity` task slots when the user gives no group size.
+
+    Seeds are the cheap dimension: a group of K seeds of a small network trains almost as fast
+    as one seed, so each configuration starts as one group of all its seeds. A group whose
+    matrix products dominate costs about K times one seed, though, and a single such group
+    would keep one slot busy long after the others are idle. So the costliest unit is split in
+    two while it costs more than an even share of the work (or while slots would stay empty),
+    and the units are returned costliest first, so that the longest start first.
+    """
+    units = group_units(trials, max(len(trials), 1))  # one unit per configuration
+    while True:
+        costs = [unit_cost(unit) for unit in units]
+        splittable = [i for i, unit in enumerate(units) if len(unit) > 1]
+        if not splittable:
+            break
+        worst = max(splittable, key=costs.__getitem__)
+        if costs[worst] <= sum(costs) / max(capacity, 1) and len(units) >= capacity:
+            break
+        unit = units.pop(worst)
+        half = (len(unit) + 1) // 2
+        units[worst:worst] = [unit[:half], unit[half:]]
+    return sorted(units, key=unit_cost, reverse=True)
+
+
+def make_plan(
+    spec: SweepSpec,
+    *,
+    complete: Collection[str] = (),
+    group_size: int | None = 1,
+    capacity: int = 1,
+) -> Plan:
+    """Plan `spec`, leaving out the trials whose ids are in `complete`.
+
+    `group_size` None balances the units over `capacity` task slots (`balanced_units`);
+    otherwise each unit holds up to `group_size` seeds of one configuration, in spec order.
+    """
+    if group_size is not None and group_size < 1:
         raise InputError(f"--group-size {group_size}: give an integer >= 1")
-    if group_size > 1 and spec.budget.episodes is not None:
+    episodes = spec.budget.episodes is not None
+    if group_size is not None and group_size > 1 and episodes:
         # Agents of a group finish their episodes at different steps, so they cannot share one.
         raise InputError(
             f"--group-size {group_size}: {spec.source} sets budget.episodes, which trains one "
@@ -92,4 +139,8 @@ def make_plan(spec: SweepSpec, *, complete: Collection[str] = (), group_size: in
         )
     trials = expand(spec)
     todo = [trial for trial in trials if trial.trial_id not in complete]
-    return Plan(trials=tuple(trials), units=tuple(group_units(todo, group_size)))
+    if group_size is None:
+        units = group_units(todo, 1) if episodes else balanced_units(todo, capacity)
+    else:
+        units = group_units(todo, group_size)
+    return Plan(trials=tuple(trials), units=tuple(units))

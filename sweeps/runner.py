@@ -41,7 +41,7 @@ from rich.progress import (
 
 from dqn_agent import Progress as TrainProgress
 from dqn_agent import TrialSpec, train_group
-from sweeps.plan import Plan, Unit, auto_group_size, make_plan
+from sweeps.plan import Plan, Unit, make_plan
 from sweeps.spec import InputError, Resources, SweepSpec
 from sweeps.store import (
     ResultsFolder,
@@ -211,9 +211,8 @@ def run_sweep(
     start = time.perf_counter()
     with ray_session(address, spec.resources) as cluster:
         capacity = _capacity(spec.resources)
-        if group_size is None:  # "auto": known only once the cluster's size is
-            group_size = auto_group_size(spec, len(plan.todo), capacity)
-            plan = make_plan(spec, complete=complete, group_size=group_size)
+        if group_size is None:  # balanced over the cluster: known only once its size is
+            plan = make_plan(spec, complete=complete, group_size=None, capacity=capacity)
         cap = max_in_flight or spec.resources.max_in_flight or 2 * capacity
         store = ResultsStore.open(
             folder,
@@ -224,7 +223,8 @@ def run_sweep(
                 "ray": cluster,
                 "trials": len(plan.trials),
                 "to_train": len(plan.todo),
-                "group_size": group_size,
+                "group_size": group_size or "balanced",
+                "units": [len(unit) for unit in plan.units],
                 "max_in_flight": cap,
             },
         )

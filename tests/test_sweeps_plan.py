@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from sweeps.plan import auto_group_size, expand, group_units, make_plan
+from sweeps.plan import expand, group_units, make_plan, unit_cost
 from sweeps.spec import InputError, SweepSpec, parse_spec
 
 BASE = """\
@@ -141,18 +141,36 @@ def test_gpu_tasks_train_on_cuda_under_the_same_ids() -> None:
     assert cpu[0].trial_id == gpu[0].trial_id
 
 
-def test_auto_group_size_fills_the_task_slots_with_as_few_seeds_per_task_as_possible() -> None:
+def test_balanced_plan_splits_costly_configurations_and_submits_them_first() -> None:
     spec = _spec(
         """
         seeds: 10
-        grid: {hidden_sizes: [[8], [16], [32], [64]]}
+        grid: {hidden_sizes: [[8], [16], [256, 256], [32]]}
         """
     )
-    assert auto_group_size(spec, n_todo=40, capacity=2) == 10  # capped at a config's seeds
-    assert auto_group_size(spec, n_todo=40, capacity=8) == 5
-    assert auto_group_size(spec, n_todo=40, capacity=64) == 1
-    assert auto_group_size(spec, n_todo=3, capacity=2) == 2
+
+    def shape(capacity: int) -> list[tuple[str, int]]:
+        units = make_plan(spec, group_size=None, capacity=capacity).units
+        assert all(len({t.label for t in unit}) == 1 for unit in units)  # one config a unit
+        ids = sorted(t.trial_id for unit in units for t in unit)
+        assert ids == sorted(t.trial_id for t in expand(spec))  # every trial exactly once
+        costs = [unit_cost(unit) for unit in units]
+        assert costs == sorted(costs, reverse=True)  # costliest first
+        return [(unit[0].label.removeprefix("hidden_sizes="), len(unit)) for unit in units]
+
+    # One slot: nothing to balance, every configuration is one group of all its seeds.
+    assert sorted(shape(1)) == [("16", 10), ("256x256", 10), ("32", 10), ("8", 10)]
+    # Two slots: the [256, 256] group alone would cost more than half the sweep, so it is split;
+    # the small networks stay whole, since their seeds cost little more than one.
+    assert shape(2)[:2] == [("256x256", 5), ("256x256", 5)]
+    assert sorted(shape(2)[2:]) == [("16", 10), ("32", 10), ("8", 10)]
+    # As many slots as trials: one seed per task.
+    assert len(shape(40)) == 40
+
+
+def test_balanced_plan_trains_episode_budgets_one_seed_per_task() -> None:
     by_episodes = parse_spec(
         "name: e\nenv: CartPole-v1\nseeds: 4\nbudget: {episodes: 3}\n", check_env=False
     )
-    assert auto_group_size(by_episodes, n_todo=4, capacity=1) == 1
+    units = make_plan(by_episodes, group_size=None, capacity=1).units
+    assert [len(unit) for unit in units] == [1, 1, 1, 1]

@@ -1,0 +1,71 @@
+"""Hand-written backpropagation and the transposed Q-value head give autograd's numbers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from dqn_agent.backprop import Backprop
+from dqn_agent.config import LossName
+from dqn_agent.networks import QNetwork, StackedLinear
+from dqn_agent.targets import td_loss, td_loss_gradient
+
+
+def _network(hidden: list[int], dueling: bool, n_agents: int = 3) -> QNetwork:
+    net = QNetwork(n_agents, 5, 3, hidden, dueling=dueling).double()
+    net.reset_parameters([torch.Generator().manual_seed(s) for s in range(n_agents)])
+    return net
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+@pytest.mark.parametrize(("hidden", "dueling"), [([16], False), ([16, 8], False), ([8, 8], True)])
+def test_backprop_gradients_equal_autograds(
+    hidden: list[int], dueling: bool, loss: LossName
+) -> None:
+    net = _network(hidden, dueling)
+    reference = copy.deepcopy(net)
+    gen = torch.Generator().manual_seed(7)
+    obs = torch.randn(3, 32, 5, generator=gen, dtype=torch.float64)
+    actions = torch.randint(3, (3, 32), generator=gen)
+    targets = 3 * torch.randn(3, 32, generator=gen, dtype=torch.float64)  # some |d| > 1
+
+    q_ref = reference(obs)
+    q_taken = q_ref.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    total, per_agent_ref = td_loss(q_taken, targets, loss)
+    total.backward()  # type: ignore[no-untyped-call]
+
+    backprop = Backprop(net, batch_size=32)
+    q = backprop.forward(obs)
+    per_agent, grad_q = td_loss_gradient(q, actions, targets, loss)
+    backprop.backward(grad_q)
+
+    torch.testing.assert_close(q, q_ref.detach())
+    torch.testing.assert_close(per_agent, per_agent_ref)
+    for (name, p), p_ref in zip(net.named_parameters(), reference.parameters(), strict=True):
+        assert p.grad is not None and p_ref.grad is not None
+        torch.testing.assert_close(p.grad, p_ref.grad, msg=name)
+
+
+def test_backprop_overwrites_gradients_rather_than_accumulating() -> None:
+    net = _network([8], dueling=False)
+    backprop = Backprop(net, batch_size=4)
+    obs = torch.randn(3, 4, 5, dtype=torch.float64)
+    grad_q = torch.randn(3, 4, 3, dtype=torch.float64)
+    backprop.forward(obs)
+    backprop.backward(grad_q)
+    first = [p.grad.clone() for p in net.parameters() if p.grad is not None]
+    backprop.forward(obs)
+    backprop.backward(grad_q)
+    again = [p.grad for p in net.parameters() if p.grad is not None]
+    assert len(first) == len(again) == len(list(net.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_a_narrow_head_computed_transposed_equals_the_plain_product() -> None:
+    gen = torch.Generator().manual_seed(3)
+    head = StackedLinear(2, 6, 2).double()
+    head.reset_parameters([gen, gen])
+    x = torch.randn(2, 16, 6, generator=gen, dtype=torch.float64)  # batch 16 > 2 outputs
+    torch.testing.assert_close(head(x), torch.baddbmm(head.bias, x, head.weight))
