@@ -86,19 +86,27 @@ def main() -> None:
     path = args.out / f"learning_{args.env}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
 
-    print(f"## {args.env}: {n_seeds} seeds, {target['env_steps']:,} env steps, {wall_s:.0f} s\n")
-    print("| seed | best eval | final eval | first env step with eval >= threshold |")
-    print("|---:|---:|---:|---:|")
+    lines = [
+        f"## {args.env}: {n_seeds} seeds, {target['env_steps']:,} env steps, {wall_s:.0f} s",
+        "",
+        f"Command: `{record['command']}`; torch {record['torch']}.",
+        "",
+        "| seed | best eval | final eval | first env step with eval >= threshold |",
+        "|---:|---:|---:|---:|",
+    ]
     for r in rows:
         first = r["first_step_at_threshold"]
-        print(
+        lines.append(
             f"| {r['seed']} | {r['best_eval']:.1f} | {r['final_eval']:.1f} | "
             f"{'never' if first is None else f'{first:,}'} |"
         )
-    print(
-        f"\nreached {threshold:g}: {record['n_reached_threshold']} of {n_seeds}; "
-        f"median final eval {record['median_final_eval']:.1f}; written to {path}"
-    )
+    lines += [
+        "",
+        f"reached {threshold:g}: {record['n_reached_threshold']} of {n_seeds}; "
+        f"median final eval {record['median_final_eval']:.1f}",
+    ]
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines) + f"\nwritten to {path} and {path.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

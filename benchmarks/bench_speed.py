@@ -8,8 +8,9 @@ Everything is measured in one run on one machine, so the ratios compare like wit
 3. the project's trainer at K = 1 (one seed), one thread;
 4. the reference workload, the course's network-size sweep (hidden sizes [64], [256], [64, 64],
    [256, 256], 10 seeds each; lr 1e-3, batch 64, buffer 5000, an update every env step, hard
-   target copy every 50 steps), in the groups the runner plans for this machine, one process
-   per core ("direct"), and through the sweep runner on a local Ray instance ("ray");
+   target copy every 50 steps; 10 greedy evaluation episodes every 2,500 steps), in the
+   groups the runner plans for this machine, one process per core ("direct"), and through the
+   sweep runner on a local Ray instance ("ray");
 5. how the cost of a group grows with K (1, 2, 4, ..., 64) for the [64, 64] configuration.
 
     .venv/bin/python -m benchmarks.bench_speed                  # the full benchmark
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dqn_agent import AgentConfig, Budget, EvalSettings, TrialSpec, train_group
+from dqn_agent import AgentConfig, Budget, TrialSpec, train_group
 from sweeps.plan import Unit, make_plan
 from sweeps.spec import load_spec, parse_spec
 
@@ -143,7 +144,7 @@ def group_specs(sizes: tuple[int, ...], seeds: range, steps: int) -> list[TrialS
             agent=agent,
             seed=seed,
             budget=Budget(env_steps=steps),
-            eval=EvalSettings(every_steps=max(steps // 10, 1), episodes=10),
+            eval=COURSE.eval,
             label=f"hidden_sizes={size_text(sizes)}",
         )
         for seed in seeds
@@ -172,7 +173,7 @@ def reference_spec(steps: int) -> dict[str, Any]:
         "env": "CartPole-v1",
         "seeds": 10,
         "budget": {"env_steps": steps},
-        "eval": {"every_steps": max(steps // 10, 1), "episodes": 10},
+        "eval": {"every_steps": COURSE.eval.every_steps, "episodes": COURSE.eval.episodes},
         "agent": {k: v for k, v in REFERENCE.to_dict().items() if k != "hidden_sizes"},
         "grid": {"hidden_sizes": [list(s) for s in SIZES]},
         "resources": {"cpus_per_trial": 1},
