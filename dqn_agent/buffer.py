@@ -36,6 +36,8 @@ class ReplayBuffer:
         self.capacity, self.obs_dim = capacity, obs_dim
         self.device = torch.device(device)
         self.storage = torch.zeros(n_agents, capacity, 2 * obs_dim + 3, device=self.device)
+        self._first_row = torch.arange(n_agents, device=self.device).unsqueeze(1) * capacity
+        """Where each agent's slice starts in the storage viewed as one column of rows."""
         self.pos = 0
         """Index the next transition is written to."""
         self.full = False
@@ -65,9 +67,9 @@ class ReplayBuffer:
         size = len(self)
         if size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        idx = (uniforms * size).long().clamp_(max=size - 1)  # (K, batch)
-        rows = torch.arange(uniforms.shape[0], device=self.device).unsqueeze(1)  # (K, 1)
-        sampled = self.storage[rows, idx]  # (K, batch, 2 * obs_dim + 3)
+        idx = (uniforms * size).long().clamp_(max=size - 1)  # (K, batch), within each slice
+        rows = self.storage.view(-1, self.storage.shape[-1])  # (K * capacity, 2 * obs_dim + 3)
+        sampled = rows.index_select(0, (idx + self._first_row).view(-1)).view(*idx.shape, -1)
         d = self.obs_dim
         return Batch(
             obs=sampled[..., :d],
