@@ -39,10 +39,11 @@ class Backprop:
         def buffer(*shape: int) -> torch.Tensor:
             return torch.zeros(n_agents, *shape, device=device, dtype=dtype)
 
-        self.layers = net.hidden_layers()
-        self.hidden = [buffer(batch_size, layer.weight.shape[2]) for layer in self.layers]
+        self.hidden_layers = net.hidden_layers()
+        widths = [layer.weight.shape[2] for layer in self.hidden_layers]
+        self.h = [buffer(batch_size, width) for width in widths]
         """h_1 .. h_L: outputs of the hidden layers, after the ReLU."""
-        self.grad_hidden = [buffer(batch_size, layer.weight.shape[2]) for layer in self.layers]
+        self.dz = [buffer(batch_size, width) for width in widths]
         """dz_1 .. dz_L: gradients at the hidden layers' outputs, before the ReLU."""
         self.obs = buffer(batch_size, net.layers()[0].weight.shape[1])
         for p in net.parameters():
@@ -53,7 +54,7 @@ class Backprop:
         with torch.no_grad():
             self.obs.copy_(obs)
             x = self.obs
-            for layer, out in zip(self.layers, self.hidden, strict=True):
+            for layer, out in zip(self.hidden_layers, self.h, strict=True):
                 torch.baddbmm(layer.bias, x, layer.weight, out=out)
                 x = out.relu_()
             advantage: torch.Tensor = self.net.advantage(x)
@@ -65,7 +66,7 @@ class Backprop:
     def backward(self, grad_q: torch.Tensor) -> None:
         """Write d(loss)/d(parameter) into every `.grad`, given d(loss)/dq (K, batch, n_actions)."""
         with torch.no_grad():
-            x = self.hidden[-1] if self.hidden else self.obs
+            x = self.h[-1] if self.h else self.obs
             net = self.net
             if net.value is None:
                 grad_x = _head_backward(net.advantage, x, grad_q)
@@ -75,11 +76,11 @@ class Backprop:
                 grad_advantage = grad_q - grad_q.mean(dim=-1, keepdim=True)
                 grad_x = _head_backward(net.advantage, x, grad_advantage)
                 grad_x += _head_backward(net.value, x, grad_value)
-            for i in reversed(range(len(self.layers))):
-                grad_z = self.grad_hidden[i]
-                torch.mul(grad_x, self.hidden[i] > 0, out=grad_z)  # through the ReLU
-                layer = self.layers[i]
-                inputs = self.hidden[i - 1] if i > 0 else self.obs
+            for i in reversed(range(len(self.hidden_layers))):
+                grad_z = self.dz[i]
+                torch.mul(grad_x, self.h[i] > 0, out=grad_z)  # through the ReLU
+                layer = self.hidden_layers[i]
+                inputs = self.h[i - 1] if i > 0 else self.obs
                 _write_grads(layer, inputs, grad_z)
                 if i > 0:
                     grad_x = torch.bmm(grad_z, layer.weight.transpose(1, 2))
