@@ -50,25 +50,19 @@ def td_loss(
 
 
 def td_loss_gradient(
-    q: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, kind: LossName
+    q_taken: torch.Tensor, target: torch.Tensor, kind: LossName
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same loss as `td_loss`, with its gradient worked out by hand for `Backprop`.
+    """Each agent's mean loss (K,), as `td_loss` gives it, and the gradient of the loss to
+    minimise with respect to Q(s, a) (K, batch), worked out by hand for `Backprop`.
 
-    q (K, batch, n_actions), actions and target (K, batch). Returns each agent's mean loss (K,)
-    and d(sum of the agents' mean losses)/dq (K, batch, n_actions), zero except at the actions
-    taken. With d = Q(s, a) - y: MSE is d^2 with gradient 2d; Huber is d^2 / 2 for |d| < 1 and
-    |d| - 1/2 beyond, with gradient d clipped to [-1, 1]; both divided by the batch size.
+    With d = Q(s, a) - y: the gradient of MSE (d^2) is 2d; that of Huber (d^2 / 2 for |d| < 1,
+    |d| - 1/2 beyond) is d clipped to [-1, 1]; both divided by the batch size (a mean).
     """
-    index = actions.unsqueeze(-1)
-    d = q.gather(-1, index).squeeze(-1) - target  # (K, batch)
-    if kind == "huber":
-        small = d.abs() < 1.0
-        elementwise = torch.where(small, 0.5 * d.square(), d.abs() - 0.5)
-        grad = d.clamp(-1.0, 1.0)
-    else:
-        elementwise, grad = d.square(), 2.0 * d
-    grad_q = torch.zeros_like(q).scatter_(-1, index, (grad / d.shape[1]).unsqueeze(-1))
-    return elementwise.mean(dim=1), grad_q
+    with torch.no_grad():
+        _, per_agent = td_loss(q_taken, target, kind)
+        d = q_taken - target
+        grad = d.clamp(-1.0, 1.0) if kind == "huber" else 2.0 * d
+        return per_agent, grad / d.shape[1]
 
 
 def update_target(online: QNetwork, target: QNetwork, *, tau: float) -> None:

@@ -174,9 +174,9 @@ def train_group(
     online.reset_parameters([st.init for st in streams])
     online.to(device)
     target = copy.deepcopy(online)
+    backprop = Backprop(online, config.batch_size)  # installs the .grad buffers Adam reads
     # Adam is elementwise, so K stacked agents keep K independent optimizer states; the fused
     # kernel updates them all in one call.
-    backprop = Backprop(online, config.batch_size)  # installs the .grad buffers Adam reads
     optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, fused=True)
     buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
     draws = _Draws(streams, config.batch_size, device)
@@ -282,12 +282,14 @@ def _gradient_step(
     batch = buffer.sample(u)
     y = td_target(batch, online, target, gamma=config.gamma, double=config.double)
     q = backprop.forward(batch.obs)  # (K, batch, n_actions)
-    per_agent_loss, grad_q = td_loss_gradient(q, batch.actions, y, config.loss)
-    backprop.backward(grad_q)
+    taken = batch.actions.unsqueeze(-1)
+    q_taken = q.gather(-1, taken).squeeze(-1)  # (K, batch)
+    per_agent_loss, grad_taken = td_loss_gradient(q_taken, y, config.loss)
+    # The loss sees only Q(s, a): its gradient is zero at the actions not taken.
+    backprop.backward(torch.zeros_like(q).scatter_(-1, taken, grad_taken.unsqueeze(-1)))
     if config.max_grad_norm is not None:
         clip_grad_norm_per_agent(list(online.parameters()), config.max_grad_norm)
     optimizer.step()
-    q_taken = q.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     return per_agent_loss, q_taken.mean(dim=1)
 
 

@@ -38,8 +38,9 @@ def test_backprop_gradients_equal_autograds(
 
     backprop = Backprop(net, batch_size=32)
     q = backprop.forward(obs)
-    per_agent, grad_q = td_loss_gradient(q, actions, targets, loss)
-    backprop.backward(grad_q)
+    taken = actions.unsqueeze(-1)
+    per_agent, grad_taken = td_loss_gradient(q.gather(-1, taken).squeeze(-1), targets, loss)
+    backprop.backward(torch.zeros_like(q).scatter_(-1, taken, grad_taken.unsqueeze(-1)))
 
     torch.testing.assert_close(q, q_ref.detach())
     torch.testing.assert_close(per_agent, per_agent_ref)
