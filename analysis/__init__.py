@@ -33,7 +33,7 @@ from analysis.plots import (
     plot_seed_variance,
     plot_steps_to_threshold,
 )
-from analysis.report import format_summary, render_all, render_results
+from analysis.report import format_summary, render_all
 from analysis.stats import (
     Interval,
     area_under_curve,
@@ -78,7 +78,6 @@ __all__ = [
     "probability_of_improvement",
     "probability_of_improvement_ci",
     "render_all",
-    "render_results",
     "resample_indices",
     "smooth_per_seed",
     "steps_to_threshold",

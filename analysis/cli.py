@@ -16,7 +16,7 @@ import numpy as np
 from analysis.aggregate import summary_table
 from analysis.align import METRICS, X_AXES
 from analysis.load import ResultsError, load_results
-from analysis.report import FIGURE_FORMATS, SUMMARY_FORMATS, format_summary, render_results
+from analysis.report import FIGURE_FORMATS, SUMMARY_FORMATS, format_summary, render_all
 from analysis.stats import DEFAULT_RESAMPLES
 
 EXIT_OK = 0
@@ -137,7 +137,7 @@ def plot_command(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.results[0] / "plots"
     try:
         results = load_results(args.results)
-        paths = render_results(
+        paths = render_all(
             results,
             out,
             formats=args.formats,

@@ -112,7 +112,7 @@ def _per_env(
 
 
 def render_all(
-    results_dirs: str | Path | Sequence[str | Path],
+    results: Results | str | Path | Sequence[str | Path],
     out_dir: str | Path,
     *,
     formats: Sequence[str] = ("png", "svg"),
@@ -135,7 +135,8 @@ def render_all(
     (where ``q_mean`` or ``td_loss`` was logged). Environments get side-by-side panels.
 
     Args:
-        results_dirs: one results folder or several (compared on the same axes).
+        results: one results folder or several (compared on the same axes), or their tables
+            already loaded with `load_results`.
         out_dir: where the files go (created if needed, only after the input loaded).
         formats: any of ``png``, ``svg``, ``pdf``.
         metric: ``eval`` (greedy evaluation returns) or ``episode`` (training returns).
@@ -155,40 +156,8 @@ def render_all(
     Raises:
         ResultsError: an input folder is unusable (nothing is written).
     """
-    return render_results(
-        load_results(results_dirs),
-        out_dir,
-        formats=formats,
-        metric=metric,
-        x=x,
-        smooth=smooth,
-        per_seed=per_seed,
-        threshold=threshold,
-        estimator=estimator,
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence=confidence,
-        n_bins=n_bins,
-    )
-
-
-def render_results(
-    results: Results,
-    out_dir: str | Path,
-    *,
-    formats: Sequence[str] = ("png", "svg"),
-    metric: Metric = "eval",
-    x: XAxis = "env_step",
-    smooth: int = 1,
-    per_seed: bool = False,
-    threshold: float | None = None,
-    estimator: str = "mean",
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    confidence: float = DEFAULT_CONFIDENCE,
-    n_bins: int = 100,
-) -> list[Path]:
-    """`render_all` for results already loaded (arguments as there)."""
+    if not isinstance(results, Results):
+        results = load_results(results)
     unknown = sorted(set(formats) - set(FIGURE_FORMATS))
     if unknown:
         raise ValueError(f"unknown figure format(s) {unknown}; choose from {FIGURE_FORMATS}")
