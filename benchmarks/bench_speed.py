@@ -84,8 +84,12 @@ def flop_per_agent_step(sizes: tuple[int, ...], config: AgentConfig, obs_dim: in
 
 
 def naive_rate(sizes: tuple[int, ...], steps: int, seed: int = 0) -> float:
-    """Env steps per second of the textbook DQN loop, one thread, after a short warm-up."""
+    """Env steps per second of the textbook DQN loop, one thread, after a short warm-up.
+
+    Denormals are flushed here too, as the project's trainer does (`flush_denormals`), so that
+    the ratios measure batching and not that fix."""
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     env = gym.make("CartPole-v1")

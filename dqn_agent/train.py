@@ -8,9 +8,10 @@ so that K agents cost little more than one. A single trial is the group with K =
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -158,6 +159,38 @@ def train_group(
     CartPole-v1, gymnasium's vector env otherwise), 'gymnasium' or 'torch'.
     """
     _check_group(specs)
+    with flush_denormals():
+        return _train_group(specs, progress, env_backend)
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Treat float32 values below 1.2e-38 ("denormals") as zero while the block runs.
+
+    Adam keeps a momentum m <- 0.9 m + 0.1 g per weight. Where the gradient stays exactly zero
+    (every weight out of a dead ReLU unit), m shrinks into the denormal range and then stays
+    there: 0.9 times the smallest denormal rounds back to itself. On x86 CPUs each arithmetic
+    operation on a denormal takes a slow path, and after 2,000 steps a third of a [256, 256]
+    group's momenta were denormal, which made its Adam step eight times slower. Flushing them to
+    zero changes numbers only below 1.2e-38. The setting belongs to the calling thread; it is
+    put back as it was when the block ends.
+    """
+    was_on = _denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_on)
+
+
+def _denormals_flushed() -> bool:
+    """Whether this thread already flushes denormals: then one times a denormal is zero."""
+    return bool((torch.tensor([1e-40]) * 1.0).item() == 0.0)
+
+
+def _train_group(
+    specs: Sequence[TrialSpec], progress: ProgressCallback | None, env_backend: str
+) -> list[TrialResult]:
     first = specs[0]
     config, device = first.agent, torch.device(first.device)
     n_agents = len(specs)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dqn_agent import AgentConfig, Budget, EvalSettings, Progress, TrialSpec, train, train_group
+from dqn_agent.train import flush_denormals
 
 # Small and quick: learning starts early and updates every step.
 QUICK = AgentConfig(
@@ -68,6 +69,24 @@ def test_a_seed_trains_the_same_alone_or_in_a_group(changes: dict[str, Any]) -> 
         group[1].evals["eval_return_mean"], alone.evals["eval_return_mean"]
     )
     assert group[0].episodes["episode_return"].tolist() != alone.episodes["episode_return"].tolist()
+
+
+def _is_flushed(x: float) -> bool:
+    return bool((torch.tensor([x]) * 1.0).item() == 0.0)
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_training_flushes_denormals_and_puts_the_setting_back(before: bool) -> None:
+    torch.set_flush_denormal(before)
+    try:
+        with flush_denormals():
+            assert _is_flushed(1e-40)  # a denormal reads as zero inside
+            assert not _is_flushed(1e-30)  # normal numbers are untouched
+        assert _is_flushed(1e-40) == before
+        train(_spec(0, steps=200))
+        assert _is_flushed(1e-40) == before
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_rows_carry_the_trial_columns_and_the_tables_are_consistent() -> None:
