@@ -9,6 +9,7 @@ names new trials. A unit of work is one Ray task: a group of seeds of one config
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -68,11 +69,14 @@ def group_units(trials: Sequence[TrialSpec], group_size: int) -> list[Unit]:
     return units
 
 
-GROUP_STEP_OVERHEAD_S = 1e-3
+GROUP_STEP_OVERHEAD_S = 2e-3
 """Rough cost of one env step of a group apart from the agents' matrix products (Python and
-operator dispatch, env stepping): about 1 ms on the CPUs this was tuned on."""
-MATMUL_FLOP_PER_S = 40e9
-"""Rough rate of the agents' matrix products inside training on one CPU core."""
+operator dispatch, env stepping). Measured with `python -m benchmarks.bench_speed` on two
+2-core machines: about 2-2.5 ms on an Intel Xeon (Sapphire Rapids), about 1 ms on an AMD EPYC."""
+MATMUL_FLOP_PER_S = 80e9
+"""Rough rate of the agents' matrix products inside training on one CPU core: about 85 GFLOP/s
+on the Intel Xeon, about 40 on the AMD EPYC. The constants are those of the Intel machine, where
+the recorded benchmark ran; `--group-size` overrides the plan wherever they are wrong."""
 
 
 def unit_cost(unit: Unit) -> float:
@@ -91,29 +95,52 @@ def unit_cost(unit: Unit) -> float:
     return GROUP_STEP_OVERHEAD_S + len(unit) * flop / MATMUL_FLOP_PER_S
 
 
+def makespan(units: Sequence[Unit], capacity: int) -> float:
+    """Estimated wall time (per env step) of `units` on `capacity` slots, when each unit in turn,
+    costliest first, starts on the slot that frees up first (as a task queue does)."""
+    loads = [0.0] * max(capacity, 1)
+    for cost in sorted(map(unit_cost, units), reverse=True):
+        loads[loads.index(min(loads))] += cost
+    return max(loads)
+
+
 def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
     """Units for a cluster of `capacity` task slots when the user gives no group size.
 
     Seeds are the cheap dimension: a group of K seeds of a small network trains almost as fast
     as one seed, so each configuration starts as one group of all its seeds. A group whose
-    matrix products dominate costs about K times one seed, though, and a single such group
-    would keep one slot busy long after the others are idle. So the costliest unit is split in
-    two while it costs more than an even share of the work (or while slots would stay empty),
-    and the units are returned costliest first, so that the longest start first.
+    matrix products dominate costs about K times one seed, though, and a single such group can
+    keep one slot busy long after the others are idle. So the configuration that holds the
+    costliest unit is cut into more groups of sizes as even as possible (enough that its largest
+    group has one seed fewer) while that shortens the estimated wall time of the whole sweep
+    (`makespan`); the units are returned costliest first, so that the longest start first.
     """
-    units = group_units(trials, max(len(trials), 1))  # one unit per configuration
-    while True:
-        costs = [unit_cost(unit) for unit in units]
-        splittable = [i for i, unit in enumerate(units) if len(unit) > 1]
-        if not splittable:
+    configs = group_units(trials, max(len(trials), 1))  # all seeds of each configuration
+    n_groups = [1] * len(configs)
+
+    def units_for(counts: Sequence[int]) -> list[Unit]:
+        pairs = zip(configs, counts, strict=True)
+        return [unit for config, n in pairs for unit in split(config, n)]
+
+    units = units_for(n_groups)
+    while units:
+        costliest = max(units, key=unit_cost)
+        if len(costliest) == 1:
+            break  # the longest unit is a single seed: nothing shortens the sweep further
+        i = next(i for i, config in enumerate(configs) if costliest[0] in config)
+        more = list(n_groups)
+        more[i] = math.ceil(len(configs[i]) / (len(costliest) - 1))
+        if makespan(units_for(more), capacity) >= makespan(units, capacity):
             break
-        worst = max(splittable, key=costs.__getitem__)
-        if costs[worst] <= sum(costs) / max(capacity, 1) and len(units) >= capacity:
-            break
-        unit = units.pop(worst)
-        half = (len(unit) + 1) // 2
-        units[worst:worst] = [unit[:half], unit[half:]]
+        n_groups, units = more, units_for(more)
     return sorted(units, key=unit_cost, reverse=True)
+
+
+def split(trials: Unit, n: int) -> list[Unit]:
+    """`trials` cut into `n` consecutive groups whose sizes differ by at most one."""
+    size, extra = divmod(len(trials), n)
+    bounds = itertools.accumulate([size + (k < extra) for k in range(n)], initial=0)
+    return [trials[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def make_plan(

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from sweeps.plan import expand, group_units, make_plan, unit_cost
+from sweeps.plan import expand, group_units, make_plan, makespan, unit_cost
 from sweeps.spec import InputError, SweepSpec, parse_spec
 
 BASE = """\
@@ -141,7 +141,7 @@ def test_gpu_tasks_train_on_cuda_under_the_same_ids() -> None:
     assert cpu[0].trial_id == gpu[0].trial_id
 
 
-def test_balanced_plan_splits_costly_configurations_and_submits_them_first() -> None:
+def test_balanced_plan_splits_costly_configurations_only_where_that_shortens_the_sweep() -> None:
     spec = _spec(
         """
         seeds: 10
@@ -160,12 +160,33 @@ def test_balanced_plan_splits_costly_configurations_and_submits_them_first() -> 
 
     # One slot: nothing to balance, every configuration is one group of all its seeds.
     assert sorted(shape(1)) == [("16", 10), ("256x256", 10), ("32", 10), ("8", 10)]
-    # Two slots: the [256, 256] group alone would cost more than half the sweep, so it is split;
+    # Two slots: the [256, 256] group costs about as much as the three small groups together,
+    # so splitting it would not shorten the sweep; it stays whole.
+    assert sorted(shape(2)) == [("16", 10), ("256x256", 10), ("32", 10), ("8", 10)]
+    # Four slots: now the [256, 256] group alone would be the long pole, so it is split in two;
     # the small networks stay whole, since their seeds cost little more than one.
-    assert shape(2)[:2] == [("256x256", 5), ("256x256", 5)]
-    assert sorted(shape(2)[2:]) == [("16", 10), ("32", 10), ("8", 10)]
-    # As many slots as trials: one seed per task.
-    assert len(shape(40)) == 40
+    assert shape(4)[:2] == [("256x256", 5), ("256x256", 5)]
+    assert sorted(shape(4)[2:]) == [("16", 10), ("32", 10), ("8", 10)]
+    # Forty slots: [256, 256] one seed per task; splitting the small groups would only multiply
+    # their cost, since a group of 10 takes about as long as the single [256, 256] seed.
+    assert shape(40) == [("256x256", 1)] * 10 + shape(40)[10:]
+    assert sorted(shape(40)[10:]) == [("16", 10), ("32", 10), ("8", 10)]
+    # The balanced plan is never estimated slower than the two obvious ones.
+    for capacity in (1, 2, 3, 4, 8, 40):
+        planned = make_plan(spec, group_size=None, capacity=capacity).units
+        whole = make_plan(spec, group_size=10).units
+        single = make_plan(spec, group_size=1).units
+        best_simple = min(makespan(whole, capacity), makespan(single, capacity))
+        assert makespan(planned, capacity) <= best_simple
+
+
+def test_makespan_is_the_longest_slot_when_units_start_costliest_first() -> None:
+    spec = _spec("seeds: 4\ngrid: {hidden_sizes: [[256, 256]]}\n")
+    units = make_plan(spec, group_size=1).units  # four equal units
+    one = unit_cost(units[0])
+    assert makespan(units, 1) == pytest.approx(4 * one)
+    assert makespan(units, 2) == pytest.approx(2 * one)
+    assert makespan(units, 8) == pytest.approx(one)
 
 
 def test_balanced_plan_trains_episode_budgets_one_seed_per_task() -> None:
