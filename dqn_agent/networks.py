@@ -92,7 +92,7 @@ class QNetwork(nn.Module):
         """Q-values: obs (K, batch, obs_dim) -> (K, batch, n_actions)."""
         x = obs
         for layer in self.hidden_layers():
-            x = torch.relu(layer(x))
+            x = layer(x).relu_()  # in place: the product is a fresh tensor of its own
         advantage: torch.Tensor = self.advantage(x)  # (K, batch, n_actions)
         if self.value is None:
             return advantage

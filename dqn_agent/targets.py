@@ -28,9 +28,18 @@ def td_target(
             best = online(batch.next_obs).argmax(dim=-1, keepdim=True)  # (K, batch, 1)
             next_value = next_q.gather(-1, best).squeeze(-1)
         else:
-            next_value = next_q.max(dim=-1).values  # (K, batch)
+            next_value = next_q.amax(dim=-1)  # (K, batch)
         y: torch.Tensor = batch.rewards + gamma * (1.0 - batch.terminated) * next_value
         return y
+
+
+def elementwise_td_loss(
+    q_taken: torch.Tensor, target: torch.Tensor, kind: LossName
+) -> torch.Tensor:
+    """The loss of each sampled transition, (K, batch), from Q(s, a) and its target."""
+    if kind == "huber":
+        return F.smooth_l1_loss(q_taken, target, reduction="none")
+    return F.mse_loss(q_taken, target, reduction="none")
 
 
 def td_loss(
@@ -41,28 +50,26 @@ def td_loss(
     The loss to minimise is the SUM over agents of their mean losses, so each agent's gradient is
     exactly what it would be if it trained alone.
     """
-    if kind == "huber":
-        elementwise = F.smooth_l1_loss(q_taken, target, reduction="none")
-    else:
-        elementwise = F.mse_loss(q_taken, target, reduction="none")
-    per_agent = elementwise.mean(dim=1)  # (K,)
+    per_agent = elementwise_td_loss(q_taken, target, kind).mean(dim=1)  # (K,)
     return per_agent.sum(), per_agent.detach()
 
 
 def td_loss_gradient(
     q_taken: torch.Tensor, target: torch.Tensor, kind: LossName
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each agent's mean loss (K,), as `td_loss` gives it, and the gradient of the loss to
-    minimise with respect to Q(s, a) (K, batch), worked out by hand for `Backprop`.
+    """The loss of each transition (K, batch), as `elementwise_td_loss` gives it, and the
+    gradient of `td_loss`'s loss to minimise with respect to Q(s, a) (K, batch), worked out by
+    hand for `Backprop`.
 
     With d = Q(s, a) - y: the gradient of MSE (d^2) is 2d; that of Huber (d^2 / 2 for |d| < 1,
     |d| - 1/2 beyond) is d clipped to [-1, 1]; both divided by the batch size (a mean).
     """
     with torch.no_grad():
-        _, per_agent = td_loss(q_taken, target, kind)
+        loss = elementwise_td_loss(q_taken, target, kind)
         d = q_taken - target
-        grad = d.clamp(-1.0, 1.0) if kind == "huber" else 2.0 * d
-        return per_agent, grad / d.shape[1]
+        batch = d.shape[1]
+        grad = d.clamp_(-1.0, 1.0).div_(batch) if kind == "huber" else d.mul_(2.0 / batch)
+        return loss, grad
 
 
 def update_target(online: QNetwork, target: QNetwork, *, tau: float) -> None:

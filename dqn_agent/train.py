@@ -310,20 +310,21 @@ def _gradient_step(
     u: torch.Tensor,
     config: AgentConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One TD update of every agent; returns each agent's loss and mean Q(s, a), both (K,)."""
+    """One TD update of every agent; returns the loss and Q(s, a) of each sampled transition,
+    both (K, batch), for the log."""
     online = backprop.net
     batch = buffer.sample(u)
     y = td_target(batch, online, target, gamma=config.gamma, double=config.double)
     q = backprop.forward(batch.obs)  # (K, batch, n_actions)
     taken = batch.actions.unsqueeze(-1)
     q_taken = q.gather(-1, taken).squeeze(-1)  # (K, batch)
-    per_agent_loss, grad_taken = td_loss_gradient(q_taken, y, config.loss)
+    loss, grad_taken = td_loss_gradient(q_taken, y, config.loss)
     # The loss sees only Q(s, a): its gradient is zero at the actions not taken.
     backprop.backward(torch.zeros_like(q).scatter_(-1, taken, grad_taken.unsqueeze(-1)))
     if config.max_grad_norm is not None:
         clip_grad_norm_per_agent(list(online.parameters()), config.max_grad_norm)
     optimizer.step()
-    return per_agent_loss, q_taken.mean(dim=1)
+    return loss, q_taken
 
 
 def _agent_weights(online: QNetwork, k: int) -> dict[str, torch.Tensor]:
@@ -352,8 +353,8 @@ class _Log:
         self._filled = self._flushed = 0
         self._return = np.zeros(n)  # of each agent's episode in progress, up to the last flush
         self._length = np.zeros(n, dtype=np.int64)
-        self._loss_sum = torch.zeros(n, device=device)
-        self._q_sum = torch.zeros(n, device=device)
+        self._loss_sum = torch.zeros(0, device=device)  # (K, batch) once updates begin
+        self._q_sum = torch.zeros(0, device=device)
         self._updates = 0
 
     def on_step(
@@ -391,14 +392,20 @@ class _Log:
             self._length[dones[t]] = 0
         self._flushed = self._filled
 
-    def add_update(self, loss: torch.Tensor, q_mean: torch.Tensor) -> None:
-        self._loss_sum += loss
-        self._q_sum += q_mean
+    def add_update(self, loss: torch.Tensor, q_taken: torch.Tensor) -> None:
+        """Record one update: loss and Q(s, a) of each sampled transition, (K, batch). They are
+        summed as they come and averaged over the batch only at the next evaluation row."""
+        if self._updates == 0:
+            self._loss_sum, self._q_sum = loss.clone(), q_taken.clone()
+        else:
+            self._loss_sum += loss
+            self._q_sum += q_taken
         self._updates += 1
 
     def add_eval(self, env_step: int, results: Sequence[tuple[float, float]], start: float) -> None:
         n = self._updates
-        losses, qs = self._loss_sum.cpu().tolist(), self._q_sum.cpu().tolist()
+        losses = self._loss_sum.mean(dim=1).tolist() if n else []
+        qs = self._q_sum.mean(dim=1).tolist() if n else []
         for k, (mean, std) in enumerate(results):
             self.evals[k].append(
                 {
@@ -411,8 +418,6 @@ class _Log:
                     "td_loss": losses[k] / n if n else float("nan"),
                 }
             )
-        self._loss_sum.zero_()
-        self._q_sum.zero_()
         self._updates = 0
 
     def last_eval_return(self) -> float | None:
