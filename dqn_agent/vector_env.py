@@ -112,7 +112,7 @@ def cartpole_dynamics(
     theta_acc). |x| > limit is the same test as gymnasium's x < -limit or x > limit.
     """
     x_dot, theta, theta_dot = state[..., 1], state[..., 2], state[..., 3]
-    force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(state.dtype)
+    force = actions.to(state.dtype).mul_(2 * FORCE_MAG).sub_(FORCE_MAG)  # action 1: +10, 0: -10
     cos, sin = torch.cos(theta), torch.sin(theta)
     temp = (force + POLE_MASS_LENGTH * theta_dot.square() * sin) / TOTAL_MASS
     theta_acc = (GRAVITY * sin - cos * temp) / (
@@ -121,7 +121,8 @@ def cartpole_dynamics(
     x_acc = temp - POLE_MASS_LENGTH * theta_acc * cos / TOTAL_MASS
     rates = torch.stack((x_dot, x_acc, theta_dot, theta_acc), dim=-1)
     next_state = state + TAU * rates
-    fell = (next_state[..., 0].abs() > X_LIMIT) | (next_state[..., 2].abs() > THETA_LIMIT)
+    limits = torch.tensor([X_LIMIT, THETA_LIMIT], dtype=state.dtype, device=state.device)
+    fell = (next_state[..., 0::2].abs() > limits).any(dim=-1)  # |x| or |theta| past its limit
     return next_state, fell
 
 
@@ -145,7 +146,8 @@ class TorchCartPole:
         self.elapsed = torch.zeros(self.n_envs, dtype=torch.int64, device=device)
         self._starts = torch.zeros(self.n_envs, self.BLOCK, 4, dtype=torch.float64, device=device)
         self._used = torch.zeros(self.n_envs, dtype=torch.int64, device=device)
-        self._rows = torch.arange(self.n_envs, device=device)
+        self._first_start = torch.arange(self.n_envs, device=device) * self.BLOCK
+        """Where each copy's block begins in the start states viewed as one column of rows."""
         self._reward = torch.ones(self.n_envs, device=device)  # +1 for every step, read-only
 
     def refill_starts(self) -> None:
@@ -160,9 +162,9 @@ class TorchCartPole:
 
     def _next_starts(self, where: torch.Tensor) -> torch.Tensor:
         """Start states for the copies in `where` (bool, (n,)); consumes one each."""
-        index = self._used.clamp(max=self.BLOCK - 1)
-        self._used += where.long()
-        return self._starts[self._rows, index]
+        index = self._used.clamp(max=self.BLOCK - 1).add_(self._first_start)
+        self._used += where
+        return self._starts.view(-1, 4).index_select(0, index)
 
     def reset(self) -> torch.Tensor:
         self.refill_starts()
@@ -179,7 +181,7 @@ class TorchCartPole:
         done = terminated | truncated
         starts = self._next_starts(done)
         self.state = torch.where(done.unsqueeze(-1), starts, next_state)
-        self.elapsed = torch.where(done, 0, self.elapsed)
+        self.elapsed.masked_fill_(done, 0)
         return StepResult(
             next_obs=self.state.float(),
             final_obs=next_state.float(),
