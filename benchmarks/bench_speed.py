@@ -263,7 +263,18 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         for name, r in direct["per_config"].items()
     }
     big = direct["per_config"]["256x256"]["agent_steps_per_s"]
-    gflops_256 = big * flop_per_agent_step((256, 256), REFERENCE) / 1e9
+    flop_256 = flop_per_agent_step((256, 256), REFERENCE)
+    gflops_256 = big * flop_256 / 1e9
+    # A ceiling: the whole sweep's ratio if the [256, 256] groups ran their matrix products at
+    # the full yardstick rate and did nothing else, the other configurations as measured, and
+    # the cores perfectly balanced.
+    at_peak = record["matmul_gflops_one_core"] * 1e9 / flop_256
+    agent_steps = {
+        name: r["agent_steps_per_s"] * r["core_s"] for name, r in direct["per_config"].items()
+    }
+    core_s = {name: r["core_s"] for name, r in direct["per_config"].items()}
+    core_s["256x256"] = agent_steps["256x256"] / at_peak
+    ceiling = sum(agent_steps.values()) * workers / sum(core_s.values()) / naive_sweep
     ray_rate = record.get("reference_ray", {}).get("agent_steps_per_s", float("nan"))
     return {
         "naive_sweep_agent_steps_per_s": naive_sweep,
@@ -272,6 +283,11 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         "per_config": per_config,
         "gflops_256x256": gflops_256,
         "fraction_of_matmul_256x256": gflops_256 / record["matmul_gflops_one_core"],
+        "naive_fraction_of_matmul_256x256": naive["256x256"]["per_core"]
+        * flop_256
+        / 1e9
+        / record["matmul_gflops_one_core"],
+        "sweep_ceiling_vs_naive": ceiling,
     }
 
 
@@ -334,7 +350,7 @@ def main() -> None:
 
 
 def markdown(record: dict[str, Any]) -> str:
-    s = record["summary"]
+    s, nan = record["summary"], float("nan")
     lines = [
         f"# Speed: seed-batched DQN vs the textbook loop ({record['cpus']} cores)",
         "",
@@ -376,7 +392,13 @@ def markdown(record: dict[str, Any]) -> str:
     lines += [
         "",
         f"256x256 in the sweep: {s['gflops_256x256']:.1f} GFLOP/s of matmul work per core, "
-        f"{100 * s['fraction_of_matmul_256x256']:.0f}% of the measured matmul throughput.",
+        f"{100 * s['fraction_of_matmul_256x256']:.0f}% of the measured matmul throughput "
+        f"(the naive loop: {100 * s.get('naive_fraction_of_matmul_256x256', nan):.0f}%).",
+        "",
+        "Ceiling: were the 256x256 groups to run their matrix products at the full yardstick "
+        "rate and do nothing else, with the other configurations as measured and the cores "
+        f"perfectly balanced, the sweep would be {s.get('sweep_ceiling_vs_naive', nan):.1f}x "
+        "the naive loop.",
         "",
         "Cost of a group as K grows ([64, 64]):",
         "",
