@@ -13,6 +13,9 @@ Everything is measured in one run on one machine, so the ratios compare like wit
    sweep runner on a local Ray instance ("ray");
 5. how the cost of a group grows with K (1, 2, 4, ..., 64) for the [64, 64] configuration.
 
+1 and 2 are measured both before 3-4 and after them, and the ratios use the mean: on these
+shared machines the speed of a core drifts by tens of percent within minutes.
+
     .venv/bin/python -m benchmarks.bench_speed                  # the full benchmark
     .venv/bin/python -m benchmarks.bench_speed --steps 10000    # shorter trials
 
@@ -291,6 +294,19 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def yardstick_and_naive(naive_steps: int, workers: int) -> dict[str, Any]:
+    """The matmul yardstick, then the naive loop on every core at once, per configuration."""
+    gflops = matmul_gflops()
+    print(f"matmul: {gflops:.1f} GFLOP/s on one core", flush=True)
+    naive: dict[str, Any] = {}
+    with ProcessPoolExecutor(workers) as pool:
+        for sizes in SIZES:
+            rates = list(pool.map(naive_rate, [sizes] * workers, [naive_steps] * workers))
+            naive[size_text(sizes)] = {"per_core": statistics.mean(rates), "all_cores": sum(rates)}
+            print(f"naive {size_text(sizes)}: {naive[size_text(sizes)]}", flush=True)
+    return {"matmul": gflops, "naive": naive}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50_000, help="env steps per reference trial")
@@ -319,17 +335,10 @@ def main() -> None:
         "reference_steps_per_trial": args.steps,
     }
 
-    record["matmul_gflops_one_core"] = gflops = matmul_gflops()
-    print(f"matmul: {gflops:.1f} GFLOP/s on one core", flush=True)
-
-    naive: dict[str, Any] = {}
-    with ProcessPoolExecutor(workers) as pool:
-        for sizes in SIZES:
-            rates = list(pool.map(naive_rate, [sizes] * workers, [args.naive_steps] * workers))
-            naive[size_text(sizes)] = {"per_core": statistics.mean(rates), "all_cores": sum(rates)}
-            print(f"naive {size_text(sizes)}: {naive[size_text(sizes)]}", flush=True)
-    record["naive"] = naive
-
+    # The machine's speed drifts by tens of percent over minutes (turbo, neighbours), so the
+    # yardstick and the naive loop are measured both before and after the project's runs and
+    # the ratios use the mean of the two; both are recorded, so the drift shows.
+    before = yardstick_and_naive(args.naive_steps, workers)
     record["k1"] = {size_text(s): group_rate(s, 1, args.naive_steps) for s in SIZES}
     print(f"project K=1: {record['k1']}", flush=True)
 
@@ -338,6 +347,16 @@ def main() -> None:
     if not args.skip_ray:
         record["reference_ray"] = reference_ray(args.steps, workers)
         print(f"reference ray: {record['reference_ray']}", flush=True)
+    after = yardstick_and_naive(args.naive_steps, workers)
+    record["before"], record["after"] = before, after
+    record["matmul_gflops_one_core"] = (before["matmul"] + after["matmul"]) / 2
+    record["naive"] = {
+        name: {
+            key: (before["naive"][name][key] + after["naive"][name][key]) / 2
+            for key in ("per_core", "all_cores")
+        }
+        for name in before["naive"]
+    }
 
     ks = [int(k) for k in args.ks.split(",")]
     record["scaling_64x64"] = {k: group_rate((64, 64), k, args.scaling_steps) for k in ks}
@@ -349,6 +368,24 @@ def main() -> None:
     print(markdown(record))
 
 
+def drift_lines(record: dict[str, Any]) -> list[str]:
+    """How much the yardstick and the naive loop moved between before and after, if recorded."""
+    if "before" not in record:
+        return []
+    before, after = record["before"], record["after"]
+    naive = ", ".join(
+        f"{name} {before['naive'][name]['per_core']:,.0f} / {after['naive'][name]['per_core']:,.0f}"
+        for name in before["naive"]
+    )
+    return [
+        "",
+        "The yardstick and the naive loop were measured before and after the project's runs; "
+        "ratios use the mean of the two.",
+        f"Before / after: matmul {before['matmul']:.1f} / {after['matmul']:.1f} GFLOP/s; "
+        f"naive agent-steps/s per core: {naive}.",
+    ]
+
+
 def markdown(record: dict[str, Any]) -> str:
     s, nan = record["summary"], float("nan")
     lines = [
@@ -357,6 +394,7 @@ def markdown(record: dict[str, Any]) -> str:
         f"Command: `{record['command']}`; torch {record['torch']}; "
         f"{record['reference_steps_per_trial']:,} env steps per reference trial.",
         f"Matmul yardstick: {record['matmul_gflops_one_core']:.1f} GFLOP/s on one core.",
+        *drift_lines(record),
         "",
         "Agent-env-steps per second on one core. The sweep column is each configuration's",
         "agent-steps over the core-seconds its groups took inside the direct sweep run below",
