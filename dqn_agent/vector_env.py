@@ -112,7 +112,7 @@ def cartpole_dynamics(
     theta_acc). |x| > limit is the same test as gymnasium's x < -limit or x > limit.
     """
     x_dot, theta, theta_dot = state[..., 1], state[..., 2], state[..., 3]
-    force = actions.to(state.dtype).mul_(2 * FORCE_MAG).sub_(FORCE_MAG)  # action 1: +10, 0: -10
+    force = actions.to(state.dtype) * (2 * FORCE_MAG) - FORCE_MAG  # action 1: +10, action 0: -10
     cos, sin = torch.cos(theta), torch.sin(theta)
     temp = (force + POLE_MASS_LENGTH * theta_dot.square() * sin) / TOTAL_MASS
     theta_acc = (GRAVITY * sin - cos * temp) / (
@@ -121,8 +121,7 @@ def cartpole_dynamics(
     x_acc = temp - POLE_MASS_LENGTH * theta_acc * cos / TOTAL_MASS
     rates = torch.stack((x_dot, x_acc, theta_dot, theta_acc), dim=-1)
     next_state = state + TAU * rates
-    limits = torch.tensor([X_LIMIT, THETA_LIMIT], dtype=state.dtype, device=state.device)
-    fell = (next_state[..., 0::2].abs() > limits).any(dim=-1)  # |x| or |theta| past its limit
+    fell = (next_state[..., 0].abs() > X_LIMIT) | (next_state[..., 2].abs() > THETA_LIMIT)
     return next_state, fell
 
 
