@@ -130,9 +130,10 @@ def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
         i = next(i for i, config in enumerate(configs) if costliest[0] in config)
         more = list(n_groups)
         more[i] = math.ceil(len(configs[i]) / (len(costliest) - 1))
-        if makespan(units_for(more), capacity) >= makespan(units, capacity):
+        candidate = units_for(more)
+        if makespan(candidate, capacity) >= makespan(units, capacity):
             break
-        n_groups, units = more, units_for(more)
+        n_groups, units = more, candidate
     return sorted(units, key=unit_cost, reverse=True)
 
 
