@@ -47,7 +47,7 @@ class Backprop:
         """dz_1 .. dz_L: gradients at the hidden layers' outputs, before the ReLU."""
         self.obs = buffer(batch_size, net.layers()[0].weight.shape[1])
         for p in net.parameters():
-            p.grad = torch.zeros_like(p)
+            p.grad = torch.zeros_like(p)  # laid out in memory as p is
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values (K, batch, n_actions) for observations (K, batch, obs_dim)."""
@@ -96,13 +96,17 @@ def _relu_backward(grad_h: torch.Tensor, h: torch.Tensor, *, out: torch.Tensor) 
 
 
 def _head_backward(head: StackedLinear, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
-    """Gradients of a head with few outputs; returns d(loss)/dx.
+    """Gradients of a head; returns d(loss)/dx.
 
-    dW is computed as (grad_out^T x)^T: with the wide input axis last, CPU matmul kernels run
-    several times faster than with the handful of outputs last (see `StackedLinear.forward`)."""
+    A narrow head stores its weight transposed (see `StackedLinear`), and so does its `.grad`
+    (made by `zeros_like`). Its dW^T = grad_out^T x is written there directly, with the wide
+    input axis last, which CPU matrix kernels run fastest."""
     assert head.weight.grad is not None and head.bias.grad is not None
-    head.weight.grad.copy_(torch.bmm(grad_out.transpose(1, 2), x).transpose(1, 2))
-    torch.sum(grad_out, dim=1, keepdim=True, out=head.bias.grad)
+    if head.out_major:
+        torch.bmm(grad_out.transpose(1, 2), x, out=head.weight.grad.transpose(1, 2))
+        torch.sum(grad_out, dim=1, keepdim=True, out=head.bias.grad)
+    else:
+        _write_grads(head, x, grad_out)
     return torch.bmm(grad_out, head.weight.transpose(1, 2))
 
 

@@ -16,15 +16,31 @@ import torch
 from torch import nn
 
 NARROW = 16
-"""Layers with fewer outputs than this (Q-value heads) are evaluated in transposed form."""
+"""Layers with fewer outputs than this (the Q-value heads) store their weights transposed, and
+are evaluated transposed for batches at least this large (see `StackedLinear`)."""
 
 
 class StackedLinear(nn.Module):
-    """K independent affine maps y_k = x_k W_k + b_k, evaluated as one batched product."""
+    """K independent affine maps y_k = x_k W_k + b_k, evaluated as one batched product.
+
+    The weight has shape (K, in, out). A narrow layer (a Q-value head, with one output per
+    action) keeps it in memory transposed, as (K, out, in) seen through a transposed view, as
+    `nn.Linear` does. CPU matrix kernels vectorise along the last axis of their result, and one
+    with a handful of outputs there wastes most of each vector; with the weight stored this way,
+    the products of a training batch can be computed transposed, with the long axis last, from
+    contiguous operands. Measured on a (10, 64, 64) batch into 2 outputs, that ran three times
+    faster, and its weight gradient twice as fast (see `dqn_agent.backprop`).
+    """
 
     def __init__(self, n_agents: int, fan_in: int, fan_out: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(n_agents, fan_in, fan_out))  # (K, in, out)
+        self.out_major = fan_out < NARROW
+        """Whether the weight is stored as (K, out, in): `weight.transpose(1, 2)` is contiguous."""
+        if self.out_major:
+            weight = torch.empty(n_agents, fan_out, fan_in).transpose(1, 2)
+        else:
+            weight = torch.empty(n_agents, fan_in, fan_out)
+        self.weight = nn.Parameter(weight)  # (K, in, out), whichever way it is stored
         self.bias = nn.Parameter(torch.empty(n_agents, 1, fan_out))  # (K, 1, out)
 
     def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
@@ -39,12 +55,12 @@ class StackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(K, batch, in) @ (K, in, out) + (K, 1, out) -> (K, batch, out)."""
-        if self.weight.shape[2] < NARROW and x.shape[1] > self.weight.shape[2]:
-            # CPU matmul kernels vectorise along the last axis of their result, and a head with
-            # a handful of outputs (one per action) wastes most of each vector there. The same
-            # sums computed transposed, (K, out, in) @ (K, in, batch), run several times faster.
-            product = torch.bmm(self.weight.transpose(1, 2), x.transpose(1, 2))
-            return product.transpose(1, 2) + self.bias
+        if self.out_major and x.shape[1] >= NARROW:
+            # (K, out, in) @ (K, in, batch) + (K, out, 1): the same sums, the batch axis last.
+            # The result is returned as a transposed view. Small batches (acting, evaluation)
+            # run faster the plain way.
+            weight_t, bias_t = self.weight.transpose(1, 2), self.bias.transpose(1, 2)
+            return torch.baddbmm(bias_t, weight_t, x.transpose(1, 2)).transpose(1, 2)
         return torch.baddbmm(self.bias, x, self.weight)
 
 

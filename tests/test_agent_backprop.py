@@ -70,3 +70,14 @@ def test_a_narrow_head_computed_transposed_equals_the_plain_product() -> None:
     head.reset_parameters([gen, gen])
     x = torch.randn(2, 16, 6, generator=gen, dtype=torch.float64)  # batch 16 > 2 outputs
     torch.testing.assert_close(head(x), torch.baddbmm(head.bias, x, head.weight))
+
+
+def test_a_narrow_layer_keeps_its_weight_and_gradient_stored_transposed() -> None:
+    net = _network([16], dueling=False)
+    Backprop(net, batch_size=32)
+    head, hidden = net.advantage, net.hidden_layers()[0]
+    assert head.out_major and not hidden.out_major
+    assert head.weight.shape == (3, 16, 3)  # (K, in, out) as every layer's
+    assert head.weight.transpose(1, 2).is_contiguous()
+    assert head.weight.grad is not None and head.weight.grad.stride() == head.weight.stride()
+    assert copy.deepcopy(net).advantage.weight.stride() == head.weight.stride()
