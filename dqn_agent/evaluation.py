@@ -13,7 +13,7 @@ import torch
 
 from dqn_agent.envs import make_env
 from dqn_agent.networks import QNetwork
-from dqn_agent.vector_env import MAX_EPISODE_STEPS, TorchCartPole, VectorEnv, cartpole_dynamics
+from dqn_agent.vector_env import MAX_EPISODE_STEPS, TorchCartPole, VectorEnv, step_cartpole
 
 Evaluator = Callable[[QNetwork], list[tuple[float, float]]]
 """Takes the online network, returns (mean, std) of each agent's evaluation returns."""
@@ -46,7 +46,7 @@ class TorchCartPoleEvaluator:
         for t in range(MAX_EPISODE_STEPS):
             with torch.no_grad():
                 actions = online(state.float()).argmax(dim=-1)  # (K, episodes)
-            state, fell = cartpole_dynamics(state, actions)
+            state, fell = step_cartpole(state, actions)
             returns += running.float()  # +1 for every step taken, the falling one included
             running &= ~fell
             if t % 50 == 49 and not bool(running.any()):

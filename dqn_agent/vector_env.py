@@ -2,8 +2,9 @@
 
 Two implementations of one small interface:
 - `GymnasiumVectorEnv`: any supported gymnasium env, through gymnasium's own `SyncVectorEnv`;
-- `TorchCartPole`: CartPole-v1 written in batched torch, so that it runs on the agents' device and
-  a GPU run never copies observations to the host. It reproduces gymnasium's dynamics, rewards,
+- `TorchCartPole`: CartPole-v1 batched in torch tensors on the agents' device, so that a GPU run
+  never copies observations to the host (on a CPU its dynamics are computed by numpy, on the
+  tensors' own memory: see `step_cartpole`). It reproduces gymnasium's dynamics, rewards,
   termination and truncation (tested step by step against gymnasium).
 
 Both reset an episode in the same step that ends it ("same-step autoreset"): `next_obs` is what
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -101,28 +102,47 @@ X_LIMIT = 2.4
 MAX_EPISODE_STEPS = 500
 
 
-def cartpole_dynamics(
-    state: torch.Tensor, actions: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+Array = TypeVar("Array", torch.Tensor, "np.ndarray[Any, Any]")
+"""A torch tensor or a numpy array: `cartpole_dynamics` computes with either."""
+
+
+def cartpole_dynamics(state: Array, actions: Array) -> tuple[Array, Array]:
     """One Euler step of CartPole for a batch: state (..., 4) float64, actions (...) -> the next
     state (..., 4) and whether the pole fell or the cart left the track (...) bool.
 
     The same arithmetic as gymnasium's `CartPoleEnv.step`, in float64 as there, with the four
     Euler updates done as one vector operation: state + TAU * (x_dot, x_acc, theta_dot,
     theta_acc). |x| > limit is the same test as gymnasium's x < -limit or x > limit.
+
+    Written once, with only the operators and functions that torch and numpy share, for torch
+    tensors on any device and for numpy arrays: see `step_cartpole`, which picks one.
     """
+    xp: Any = np if isinstance(state, np.ndarray) else torch
     x_dot, theta, theta_dot = state[..., 1], state[..., 2], state[..., 3]
-    force = actions.to(state.dtype) * (2 * FORCE_MAG) - FORCE_MAG  # action 1: +10, action 0: -10
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    temp = (force + POLE_MASS_LENGTH * theta_dot.square() * sin) / TOTAL_MASS
+    force = xp.where(actions == 1, FORCE_MAG, -FORCE_MAG)  # +-10 is exact in any float type
+    cos, sin = xp.cos(theta), xp.sin(theta)
+    temp = (force + POLE_MASS_LENGTH * (theta_dot * theta_dot) * sin) / TOTAL_MASS
     theta_acc = (GRAVITY * sin - cos * temp) / (
-        HALF_POLE_LENGTH * (4.0 / 3.0 - MASS_POLE * cos.square() / TOTAL_MASS)
+        HALF_POLE_LENGTH * (4.0 / 3.0 - MASS_POLE * (cos * cos) / TOTAL_MASS)
     )
     x_acc = temp - POLE_MASS_LENGTH * theta_acc * cos / TOTAL_MASS
-    rates = torch.stack((x_dot, x_acc, theta_dot, theta_acc), dim=-1)
+    rates = xp.stack((x_dot, x_acc, theta_dot, theta_acc), -1)
     next_state = state + TAU * rates
-    fell = (next_state[..., 0].abs() > X_LIMIT) | (next_state[..., 2].abs() > THETA_LIMIT)
+    fell = (abs(next_state[..., 0]) > X_LIMIT) | (abs(next_state[..., 2]) > THETA_LIMIT)
     return next_state, fell
+
+
+def step_cartpole(state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`cartpole_dynamics` of torch tensors, computed by numpy when they are on the CPU.
+
+    The arrays are small (one row per env copy), so each operation costs what calling it costs,
+    and there a numpy call costs about a quarter of a torch call (1 against 4 microseconds
+    measured here). On the CPU, numpy reads the tensors' memory directly and its results are
+    handed back as tensors without a copy; on a GPU, torch computes on the device."""
+    if state.device.type != "cpu":
+        return cartpole_dynamics(state, actions)
+    next_state, fell = cartpole_dynamics(state.numpy(), actions.numpy())
+    return torch.from_numpy(next_state), torch.from_numpy(fell)
 
 
 class TorchCartPole:
@@ -174,7 +194,7 @@ class TorchCartPole:
         return self.state.float()
 
     def step(self, actions: torch.Tensor) -> StepResult:
-        next_state, terminated = cartpole_dynamics(self.state, actions)
+        next_state, terminated = step_cartpole(self.state, actions)
         self.elapsed += 1
         truncated = self.elapsed >= MAX_EPISODE_STEPS  # as TimeLimit: may coincide with a fall
         done = terminated | truncated

@@ -19,7 +19,8 @@ CPU = torch.device("cpu")
 
 def test_torch_cartpole_matches_gymnasium_step_by_step() -> None:
     """From gymnasium's own states, the same actions give the same next states, rewards,
-    terminations and truncations, over many episodes of random play."""
+    terminations and truncations, over many episodes of random play. On the CPU the env steps
+    with numpy; the dynamics computed by torch, as on a GPU, are compared too."""
     env = gym.make("CartPole-v1")
     rng = np.random.default_rng(0)
     ours = TorchCartPole([0], device=CPU)
@@ -33,9 +34,12 @@ def test_torch_cartpole_matches_gymnasium_step_by_step() -> None:
         # so that they reach the 500-step limit.
         balance = (terminations + truncations) % 2 == 0
         action = int(obs[2] + 0.5 * obs[3] > 0) if balance else int(rng.integers(2))
+        by_torch, fell = cartpole_dynamics(ours.state.clone(), torch.tensor([action]))
         obs, reward, terminated, truncated, _ = env.step(action)
         out = ours.step(torch.tensor([action]))
         np.testing.assert_array_equal(out.final_obs[0].numpy(), obs)
+        np.testing.assert_array_equal(by_torch[0].float().numpy(), obs)
+        assert bool(fell[0]) == terminated
         assert float(out.reward[0]) == reward
         assert bool(out.terminated[0]) == terminated
         assert bool(out.truncated[0]) == truncated
@@ -66,6 +70,19 @@ def test_start_states_depend_on_the_seed_alone() -> None:
     group = TorchCartPole([7, 8], device=CPU).reset()
     alone = TorchCartPole([8], device=CPU).reset()
     assert torch.equal(group[1], alone[0]) and not torch.equal(group[0], group[1])
+
+
+def test_dynamics_by_numpy_and_by_torch_agree() -> None:
+    """The CPU computes with numpy, a GPU with torch: the same function, whose sines and cosines
+    may differ in the last of float64's 53 bits (torch's vectorised kernels against numpy's)."""
+    rng = np.random.default_rng(0)
+    state = rng.uniform(-1, 1, size=(10_000, 4)) * np.array([3.0, 2.0, 0.3, 2.0])
+    actions = rng.integers(2, size=10_000)
+    by_numpy, fell_numpy = cartpole_dynamics(state, actions)
+    by_torch, fell_torch = cartpole_dynamics(torch.from_numpy(state), torch.from_numpy(actions))
+    np.testing.assert_allclose(by_torch.numpy(), by_numpy, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(fell_torch.numpy(), fell_numpy)
+    assert 0.2 < fell_numpy.mean() < 0.8  # both outcomes compared
 
 
 def test_dynamics_broadcast_over_any_leading_shape() -> None:
