@@ -47,7 +47,8 @@ class Backprop:
         """dz_1 .. dz_L: gradients at the hidden layers' outputs, before the ReLU."""
         self.obs = buffer(batch_size, net.layers()[0].weight.shape[1])
         for p in net.parameters():
-            p.grad = torch.zeros_like(p)  # laid out in memory as p is
+            if p.grad is None:  # kept if present: see `networks.flatten_parameters`
+                p.grad = torch.zeros_like(p)  # laid out in memory as p is
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values (K, batch, n_actions) for observations (K, batch, obs_dim)."""

@@ -116,6 +116,31 @@ class QNetwork(nn.Module):
         return value + advantage - advantage.mean(dim=-1, keepdim=True)
 
 
+def flatten_parameters(net: nn.Module) -> nn.Parameter:
+    """Move every parameter of `net` into one flat buffer, and give each a `.grad` in a second
+    one; return the first as a single parameter whose `.grad` is the second.
+
+    Each parameter keeps its shape and memory layout, as a view of its stretch of the buffer, so
+    the network computes as before. Adam is elementwise: stepping the flat parameter updates
+    every weight exactly as stepping each would, but with the optimizer's bookkeeping done once
+    instead of once per weight and bias, which for a small network costs more than the update.
+    """
+    params = list(net.parameters())
+    first = params[0]
+    flat = torch.empty(sum(p.numel() for p in params), device=first.device, dtype=first.dtype)
+    flat_grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        view = flat.as_strided(p.shape, p.stride(), offset)
+        view.copy_(p.detach())
+        p.data = view
+        p.grad = flat_grad.as_strided(p.shape, p.stride(), offset)
+        offset += p.numel()
+    whole = nn.Parameter(flat)
+    whole.grad = flat_grad
+    return whole
+
+
 def per_agent_grad_norm(parameters: Sequence[nn.Parameter]) -> torch.Tensor:
     """Global gradient norm of each agent: sqrt of the sum of squares over its slices. -> (K,)"""
     squares = [p.grad.pow(2).flatten(1).sum(dim=1) for p in parameters if p.grad is not None]

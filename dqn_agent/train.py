@@ -25,7 +25,7 @@ from dqn_agent.checkpoint import save_weights
 from dqn_agent.config import AgentConfig, TrialSpec, hidden_sizes_text
 from dqn_agent.evaluation import make_evaluator
 from dqn_agent.exploration import epsilon_at
-from dqn_agent.networks import QNetwork, clip_grad_norm_per_agent
+from dqn_agent.networks import QNetwork, clip_grad_norm_per_agent, flatten_parameters
 from dqn_agent.targets import td_loss_gradient, td_target, update_target
 from dqn_agent.vector_env import TorchCartPole, make_vector_env
 
@@ -207,10 +207,11 @@ def _train_group(
     online.reset_parameters([st.init for st in streams])
     online.to(device)
     target = copy.deepcopy(online)
-    backprop = Backprop(online, config.batch_size)  # installs the .grad buffers Adam reads
+    weights = flatten_parameters(online)  # every weight and bias, and their .grad, in one tensor
+    backprop = Backprop(online, config.batch_size)  # writes the .grad that Adam reads
     # Adam is elementwise, so K stacked agents keep K independent optimizer states; the fused
     # kernel updates them all in one call.
-    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, fused=True)
+    optimizer = torch.optim.Adam([weights], lr=config.lr, fused=True)
     buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
     draws = _Draws(streams, config.batch_size, device)
     log = _Log(specs, device)
