@@ -11,7 +11,9 @@ Everything is measured in one run on one machine, so the ratios compare like wit
    target copy every 50 steps; 10 greedy evaluation episodes every 2,500 steps), in the
    groups the runner plans for this machine, one process per core ("direct"), and through the
    sweep runner on a local Ray instance ("ray");
-5. how the cost of a group grows with K (1, 2, 4, ..., 64) for the [64, 64] configuration.
+5. paired short rounds per configuration: the naive loop, then the project's group of 10, each
+   on every core at once, seconds apart, a few times; the median of the rounds' ratios;
+6. how the cost of a group grows with K (1, 2, 4, ..., 64) for the [64, 64] configuration.
 
 1 and 2 are measured both before 3-4 and after them, and the ratios use the mean: on these
 shared machines the speed of a core drifts by tens of percent within minutes.
@@ -307,6 +309,37 @@ def yardstick_and_naive(naive_steps: int, workers: int) -> dict[str, Any]:
     return {"matmul": gflops, "naive": naive}
 
 
+def paired_rounds(rounds: int, steps: int, workers: int) -> dict[str, Any]:
+    """Per configuration, `rounds` times in a row: the naive loop on every core at once, then the
+    project's group of 10 seeds on every core at once, then (for 256x256) the matmul yardstick.
+    Each round's ratio compares measurements taken seconds apart, so the machine's drift over
+    minutes, which the before-and-after means only average, cancels out; the median over the
+    rounds is reported. Short runs (`steps` env steps, learning from step 64, evaluations
+    included), so they say less about a whole trial than the sweep does."""
+    flop_256 = flop_per_agent_step((256, 256), REFERENCE)
+    out: dict[str, Any] = {}
+    with ProcessPoolExecutor(workers) as pool:
+        for sizes in SIZES:
+            name, rows = size_text(sizes), []
+            for _ in range(rounds):
+                naive = statistics.mean(pool.map(naive_rate, [sizes] * workers, [steps] * workers))
+                groups = pool.map(group_rate, [sizes] * workers, [10] * workers, [steps] * workers)
+                project = statistics.mean(g["agent_steps_per_s"] for g in groups)
+                row = {"naive_per_core": naive, "project_per_core": project}
+                row["ratio"] = project / naive
+                if sizes == (256, 256):
+                    row["matmul_gflops"] = matmul_gflops(seconds=1.0)
+                    row["fraction_of_matmul"] = project * flop_256 / 1e9 / row["matmul_gflops"]
+                rows.append(row)
+            median = statistics.median(r["ratio"] for r in rows)
+            out[name] = {"rounds": rows, "median_ratio": median}
+            if sizes == (256, 256):
+                fractions = [r["fraction_of_matmul"] for r in rows]
+                out[name]["median_fraction_of_matmul"] = statistics.median(fractions)
+            print(f"paired {name}: {out[name]}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50_000, help="env steps per reference trial")
@@ -314,6 +347,8 @@ def main() -> None:
     parser.add_argument("--scaling-steps", type=int, default=2_000)
     parser.add_argument("--ks", default="1,2,4,8,16,32,64")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="paired rounds per configuration")
+    parser.add_argument("--paired-steps", type=int, default=3_000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument(
         "--render", type=Path, metavar="JSON", help="only recompute ratios and tables from a record"
@@ -358,6 +393,10 @@ def main() -> None:
         for name in before["naive"]
     }
 
+    if args.rounds > 0:
+        record["paired"] = paired_rounds(args.rounds, args.paired_steps, workers)
+        record["paired_steps"] = args.paired_steps
+
     ks = [int(k) for k in args.ks.split(",")]
     record["scaling_64x64"] = {k: group_rate((64, 64), k, args.scaling_steps) for k in ks}
 
@@ -384,6 +423,37 @@ def drift_lines(record: dict[str, Any]) -> list[str]:
         f"Before / after: matmul {before['matmul']:.1f} / {after['matmul']:.1f} GFLOP/s; "
         f"naive agent-steps/s per core: {naive}.",
     ]
+
+
+def paired_lines(record: dict[str, Any]) -> list[str]:
+    """The paired rounds' table, if recorded."""
+    if "paired" not in record:
+        return []
+    lines = [
+        f"Paired short runs ({record['paired_steps']:,} env steps): per round, the naive loop "
+        "on every core, then the project's group of 10 on every core, seconds apart, so that "
+        "the machine's drift cancels; the ratio of per-core agent-steps/s, median of the rounds.",
+        "",
+        "| configuration | naive, one core | project, one core | ratio per round | median |",
+        "|---|---|---|---|---:|",
+    ]
+    for name, r in record["paired"].items():
+        rounds = r["rounds"]
+        naive = ", ".join(f"{x['naive_per_core']:,.0f}" for x in rounds)
+        project = ", ".join(f"{x['project_per_core']:,.0f}" for x in rounds)
+        ratios = ", ".join(f"{x['ratio']:.1f}x" for x in rounds)
+        lines.append(f"| {name} | {naive} | {project} | {ratios} | {r['median_ratio']:.1f}x |")
+    big = record["paired"].get("256x256", {})
+    if "median_fraction_of_matmul" in big:
+        fractions = ", ".join(f"{100 * x['fraction_of_matmul']:.0f}%" for x in big["rounds"])
+        yardsticks = ", ".join(f"{x['matmul_gflops']:.0f}" for x in big["rounds"])
+        lines += [
+            "",
+            f"256x256, paired with the yardstick measured right after each round "
+            f"({yardsticks} GFLOP/s): {fractions} of the matmul throughput, median "
+            f"{100 * big['median_fraction_of_matmul']:.0f}%.",
+        ]
+    return [*lines, ""]
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -438,6 +508,7 @@ def markdown(record: dict[str, Any]) -> str:
         f"perfectly balanced, the sweep would be {s.get('sweep_ceiling_vs_naive', nan):.1f}x "
         "the naive loop.",
         "",
+        *paired_lines(record),
         "Cost of a group as K grows ([64, 64]):",
         "",
         "| K | agent-steps/s | ms per env step of the group |",
