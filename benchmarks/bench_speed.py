@@ -296,6 +296,13 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def naive_on_every_core(
+    pool: ProcessPoolExecutor, sizes: tuple[int, ...], steps: int, workers: int
+) -> list[float]:
+    """The naive loop run once per core, all at the same time; each run's agent-steps/s."""
+    return list(pool.map(naive_rate, [sizes] * workers, [steps] * workers))
+
+
 def yardstick_and_naive(naive_steps: int, workers: int) -> dict[str, Any]:
     """The matmul yardstick, then the naive loop on every core at once, per configuration."""
     gflops = matmul_gflops()
@@ -303,7 +310,7 @@ def yardstick_and_naive(naive_steps: int, workers: int) -> dict[str, Any]:
     naive: dict[str, Any] = {}
     with ProcessPoolExecutor(workers) as pool:
         for sizes in SIZES:
-            rates = list(pool.map(naive_rate, [sizes] * workers, [naive_steps] * workers))
+            rates = naive_on_every_core(pool, sizes, naive_steps, workers)
             naive[size_text(sizes)] = {"per_core": statistics.mean(rates), "all_cores": sum(rates)}
             print(f"naive {size_text(sizes)}: {naive[size_text(sizes)]}", flush=True)
     return {"matmul": gflops, "naive": naive}
@@ -322,7 +329,7 @@ def paired_rounds(rounds: int, steps: int, workers: int) -> dict[str, Any]:
         for sizes in SIZES:
             name, rows = size_text(sizes), []
             for _ in range(rounds):
-                naive = statistics.mean(pool.map(naive_rate, [sizes] * workers, [steps] * workers))
+                naive = statistics.mean(naive_on_every_core(pool, sizes, steps, workers))
                 groups = pool.map(group_rate, [sizes] * workers, [10] * workers, [steps] * workers)
                 project = statistics.mean(g["agent_steps_per_s"] for g in groups)
                 row = {"naive_per_core": naive, "project_per_core": project}
