@@ -25,7 +25,13 @@ from dqn_agent.checkpoint import save_weights
 from dqn_agent.config import AgentConfig, TrialSpec, hidden_sizes_text
 from dqn_agent.evaluation import make_evaluator
 from dqn_agent.exploration import epsilon_at
-from dqn_agent.networks import QNetwork, clip_grad_norm_per_agent, flatten_parameters
+from dqn_agent.networks import (
+    HostQNetwork,
+    QNetwork,
+    clip_grad_norm_per_agent,
+    flatten_parameters,
+)
+from dqn_agent.optimizer import FlatAdam
 from dqn_agent.targets import td_loss_gradient, td_target, update_target
 from dqn_agent.vector_env import TorchCartPole, make_vector_env
 
@@ -209,9 +215,10 @@ def _train_group(
     target = copy.deepcopy(online)
     weights = flatten_parameters(online)  # every weight and bias, and their .grad, in one tensor
     backprop = Backprop(online, config.batch_size)  # writes the .grad that Adam reads
-    # Adam is elementwise, so K stacked agents keep K independent optimizer states; the fused
-    # kernel updates them all in one call.
-    optimizer = torch.optim.Adam([weights], lr=config.lr, fused=True)
+    # Adam is elementwise, so K stacked agents keep K independent optimizer states; one fused
+    # kernel updates them all.
+    optimizer = FlatAdam(weights, lr=config.lr)
+    act = _Policy(online, numpy=device.type == "cpu")
     buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
     draws = _Draws(streams, config.batch_size, device)
     log = _Log(specs, device)
@@ -230,7 +237,7 @@ def _train_group(
             draws.refill_explore()
             if isinstance(envs, TorchCartPole) and step > 0:
                 envs.refill_starts()
-        actions = _act(online, obs, draws.explore[:, step % WINDOW], epsilon_at(step, config))
+        actions = act(obs, draws.explore[:, step % WINDOW], epsilon_at(step, config))
         out = envs.step(actions)
         buffer.add(obs, actions, out.reward, out.final_obs, out.terminated.float())
         done = out.terminated | out.truncated
@@ -294,19 +301,33 @@ def _check_group(specs: Sequence[TrialSpec]) -> None:
         raise ValueError("a budget in episodes needs a group of one seed; use env_steps to group")
 
 
-def _act(online: QNetwork, obs: torch.Tensor, u: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Epsilon-greedy actions (K,) for observations (K, obs_dim); u (K, 2) holds each agent's
-    uniforms for this step: u[:, 0] < epsilon explores, u[:, 1] picks the random action."""
-    with torch.no_grad():
-        q = online(obs.unsqueeze(1)).squeeze(1)  # (K, n_actions)
-    random_action = (u[:, 1] * q.shape[-1]).long()
-    return torch.where(u[:, 0] < epsilon, random_action, q.argmax(dim=-1))
+class _Policy:
+    """Epsilon-greedy actions of the online network for one observation per agent.
+
+    On a CPU the network is evaluated by numpy (see `HostQNetwork`), on a GPU by torch."""
+
+    def __init__(self, online: QNetwork, *, numpy: bool) -> None:
+        self.online = online
+        self.host = HostQNetwork(online) if numpy else None
+
+    def __call__(self, obs: torch.Tensor, u: torch.Tensor, epsilon: float) -> torch.Tensor:
+        """Actions (K,) for observations (K, obs_dim); u (K, 2) holds each agent's uniforms for
+        this step: u[:, 0] < epsilon explores, u[:, 1] picks the random action."""
+        if self.host is not None:
+            q = self.host(obs.numpy()[:, None, :])[:, 0]  # (K, n_actions)
+            uniforms = u.numpy()
+            random_action = (uniforms[:, 1] * q.shape[-1]).astype(np.int64)
+            return torch.from_numpy(np.where(uniforms[:, 0] < epsilon, random_action, q.argmax(-1)))
+        with torch.no_grad():
+            q_values = self.online(obs.unsqueeze(1)).squeeze(1)  # (K, n_actions)
+        random_choice = (u[:, 1] * q_values.shape[-1]).long()
+        return torch.where(u[:, 0] < epsilon, random_choice, q_values.argmax(dim=-1))
 
 
 def _gradient_step(
     backprop: Backprop,
     target: QNetwork,
-    optimizer: torch.optim.Optimizer,
+    optimizer: FlatAdam,
     buffer: ReplayBuffer,
     u: torch.Tensor,
     config: AgentConfig,
@@ -315,6 +336,7 @@ def _gradient_step(
     both (K, batch), for the log."""
     online = backprop.net
     batch = buffer.sample(u)
+
     y = td_target(batch, online, target, gamma=config.gamma, double=config.double)
     q = backprop.forward(batch.obs)  # (K, batch, n_actions)
     taken = batch.actions.unsqueeze(-1)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dqn_agent import AgentConfig, Budget, EvalSettings, Progress, TrialSpec, train, train_group
-from dqn_agent.train import flush_denormals
+from dqn_agent.networks import QNetwork, flatten_parameters
+from dqn_agent.train import _Policy, flush_denormals
 
 # Small and quick: learning starts early and updates every step.
 QUICK = AgentConfig(
@@ -183,3 +184,21 @@ def test_cuda_training_matches_its_own_seed_and_keeps_weights_on_the_host_afterw
     first, second = train(spec), train(spec)
     assert first.evals["eval_return_mean"].tolist() == second.evals["eval_return_mean"].tolist()
     assert all(t.device.type == "cpu" for t in first.state_dict.values())
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_acting_through_numpy_chooses_the_actions_torch_chooses(dueling: bool) -> None:
+    online = QNetwork(4, 4, 3, [32, 16], dueling=dueling)
+    online.reset_parameters([torch.Generator().manual_seed(s) for s in range(4)])
+    flatten_parameters(online)
+    by_numpy, by_torch = _Policy(online, numpy=True), _Policy(online, numpy=False)
+    gen = torch.Generator().manual_seed(1)
+    greedy_counts = []
+    for epsilon in (0.0, 0.5, 1.0):
+        for _ in range(50):
+            obs, u = torch.randn(4, 4, generator=gen), torch.rand(4, 2, generator=gen)
+            actions = by_numpy(obs, u, epsilon)
+            assert actions.dtype == torch.int64
+            assert torch.equal(actions, by_torch(obs, u, epsilon))
+        greedy_counts.append(len(set(by_numpy(torch.randn(4, 4, generator=gen), u, 0.0).tolist())))
+    assert max(greedy_counts) > 1  # the greedy actions are not all one action
