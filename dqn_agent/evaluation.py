@@ -12,11 +12,31 @@ import numpy as np
 import torch
 
 from dqn_agent.envs import make_env
-from dqn_agent.networks import QNetwork
+from dqn_agent.networks import HostQNetwork, QNetwork
 from dqn_agent.vector_env import MAX_EPISODE_STEPS, TorchCartPole, VectorEnv, step_cartpole
 
 Evaluator = Callable[[QNetwork], list[tuple[float, float]]]
 """Takes the online network, returns (mean, std) of each agent's evaluation returns."""
+
+
+def greedy_policy(
+    online: QNetwork, *, numpy: bool | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """argmax_a Q(s, a) of each observation (K, n, obs_dim) -> (K, n). By default, on a CPU the
+    network is evaluated by numpy, whose calls cost less for these few observations (see
+    `HostQNetwork`), and on a GPU by torch; `numpy` forces one or the other."""
+    if numpy is None:
+        numpy = online.advantage.weight.device.type == "cpu"
+    if numpy:
+        host = HostQNetwork(online)
+        return lambda obs: torch.from_numpy(host(obs.numpy()).argmax(axis=-1))
+
+    def by_torch(obs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            actions: torch.Tensor = online(obs).argmax(dim=-1)
+            return actions
+
+    return by_torch
 
 
 def make_evaluator(
@@ -43,9 +63,9 @@ class TorchCartPoleEvaluator:
         state = torch.stack(starts).to(self.device)  # (K, episodes, 4)
         returns = torch.zeros(state.shape[:2], device=self.device)
         running = torch.ones(state.shape[:2], dtype=torch.bool, device=self.device)
+        greedy = greedy_policy(online)
         for t in range(MAX_EPISODE_STEPS):
-            with torch.no_grad():
-                actions = online(state.float()).argmax(dim=-1)  # (K, episodes)
+            actions = greedy(state.float())  # (K, episodes)
             state, fell = step_cartpole(state, actions)
             returns += running.float()  # +1 for every step taken, the falling one included
             running &= ~fell
@@ -79,10 +99,10 @@ class GymnasiumEvaluator:
         self.seeds = [None] * n_agents
         returns = np.zeros((n_agents, n_eps))
         running = np.ones((n_agents, n_eps), dtype=bool)
+        greedy = greedy_policy(online)
         while running.any():
             x = torch.as_tensor(np.array(obs), dtype=torch.float32, device=self.device)
-            with torch.no_grad():
-                actions = online(x).argmax(dim=-1).cpu().numpy()  # (K, episodes)
+            actions = greedy(x).cpu().numpy()  # (K, episodes)
             for k, i in zip(*np.nonzero(running), strict=True):
                 o, r, terminated, truncated, _ = self.envs[k][i].step(int(actions[k, i]))
                 obs[k][i] = o

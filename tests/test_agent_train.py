@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dqn_agent import AgentConfig, Budget, EvalSettings, Progress, TrialSpec, train, train_group
+from dqn_agent.evaluation import greedy_policy
 from dqn_agent.networks import QNetwork, flatten_parameters
 from dqn_agent.train import _Policy, flush_denormals
 
@@ -202,3 +203,12 @@ def test_acting_through_numpy_chooses_the_actions_torch_chooses(dueling: bool) -
             assert torch.equal(actions, by_torch(obs, u, epsilon))
         greedy_counts.append(len(set(by_numpy(torch.randn(4, 4, generator=gen), u, 0.0).tolist())))
     assert max(greedy_counts) > 1  # the greedy actions are not all one action
+
+
+def test_greedy_evaluation_through_numpy_chooses_the_actions_torch_chooses() -> None:
+    online = QNetwork(3, 4, 2, [64, 64])
+    online.reset_parameters([torch.Generator().manual_seed(s) for s in range(3)])
+    obs = torch.randn(3, 500, 4, generator=torch.Generator().manual_seed(5))
+    by_numpy = greedy_policy(online, numpy=True)(obs)
+    assert torch.equal(by_numpy, greedy_policy(online, numpy=False)(obs))
+    assert 0 < by_numpy.float().mean() < 1  # both actions occur
