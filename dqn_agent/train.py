@@ -336,7 +336,6 @@ def _gradient_step(
     both (K, batch), for the log."""
     online = backprop.net
     batch = buffer.sample(u)
-
     y = td_target(batch, online, target, gamma=config.gamma, double=config.double)
     q = backprop.forward(batch.obs)  # (K, batch, n_actions)
     taken = batch.actions.unsqueeze(-1)
