@@ -354,7 +354,9 @@ def main() -> None:
     parser.add_argument("--scaling-steps", type=int, default=2_000)
     parser.add_argument("--ks", default="1,2,4,8,16,32,64")
     parser.add_argument("--skip-ray", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3, help="paired rounds per configuration")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="paired rounds per configuration (median reported)"
+    )
     parser.add_argument("--paired-steps", type=int, default=3_000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument(
