@@ -123,10 +123,11 @@ class HostQNetwork:
     agent at a time.
 
     There each product is a (few, in) by (in, out) matrix per agent, and the time goes to the
-    calls, not the arithmetic: for ten [64, 64] agents acting on one observation each, torch took
-    116 us and numpy 33 us (numpy's calls cost less, and its stacked product loops over small
-    matrices with less set-up). The arrays are views of the network's own weights, not copies,
-    so every update shows through; make it after `flatten_parameters`, which moves the weights.
+    calls, not the arithmetic: the Q-values of one observation for each of ten agents took torch
+    37 us and numpy 12 us for [64, 64] networks, 143 and 112 us for [256, 256] (numpy's calls
+    cost less, and its stacked product loops over small matrices with less set-up). The arrays
+    are views of the network's own weights, not copies, so every update shows through; make it
+    after `flatten_parameters`, which moves the weights.
     """
 
     def __init__(self, net: QNetwork) -> None:
