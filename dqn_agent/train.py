@@ -23,9 +23,14 @@ from dqn_agent.backprop import Backprop
 from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.checkpoint import save_weights
 from dqn_agent.config import AgentConfig, TrialSpec, hidden_sizes_text
-from dqn_agent.evaluation import greedy_policy, make_evaluator
+from dqn_agent.evaluation import make_evaluator
 from dqn_agent.exploration import epsilon_at
-from dqn_agent.networks import QNetwork, clip_grad_norm_per_agent, flatten_parameters
+from dqn_agent.networks import (
+    HostQNetwork,
+    QNetwork,
+    clip_grad_norm_per_agent,
+    flatten_parameters,
+)
 from dqn_agent.optimizer import FlatAdam
 from dqn_agent.targets import td_loss_gradient, td_target, update_target
 from dqn_agent.vector_env import TorchCartPole, make_vector_env
@@ -297,19 +302,26 @@ def _check_group(specs: Sequence[TrialSpec]) -> None:
 
 
 class _Policy:
-    """Epsilon-greedy actions of the online network for one observation per agent. The greedy
-    part is `greedy_policy`'s: through numpy on a CPU, torch on a GPU."""
+    """Epsilon-greedy actions of the online network for one observation per agent.
+
+    On a CPU the network is evaluated by numpy (see `HostQNetwork`), on a GPU by torch."""
 
     def __init__(self, online: QNetwork, *, numpy: bool) -> None:
-        self.greedy = greedy_policy(online, numpy=numpy)
-        self.n_actions = online.advantage.weight.shape[-1]
+        self.online = online
+        self.host = HostQNetwork(online) if numpy else None
 
     def __call__(self, obs: torch.Tensor, u: torch.Tensor, epsilon: float) -> torch.Tensor:
         """Actions (K,) for observations (K, obs_dim); u (K, 2) holds each agent's uniforms for
         this step: u[:, 0] < epsilon explores, u[:, 1] picks the random action."""
-        greedy = self.greedy(obs.unsqueeze(1)).squeeze(1)
-        random_action = (u[:, 1] * self.n_actions).long()
-        return torch.where(u[:, 0] < epsilon, random_action, greedy)
+        if self.host is not None:
+            q = self.host(obs.numpy()[:, None, :])[:, 0]  # (K, n_actions)
+            uniforms = u.numpy()
+            random_action = (uniforms[:, 1] * q.shape[-1]).astype(np.int64)
+            return torch.from_numpy(np.where(uniforms[:, 0] < epsilon, random_action, q.argmax(-1)))
+        with torch.no_grad():
+            q_values = self.online(obs.unsqueeze(1)).squeeze(1)  # (K, n_actions)
+        random_choice = (u[:, 1] * q_values.shape[-1]).long()
+        return torch.where(u[:, 0] < epsilon, random_choice, q_values.argmax(dim=-1))
 
 
 def _gradient_step(
