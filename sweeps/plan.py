@@ -8,12 +8,14 @@ names new trials. A unit of work is one Ray task: a group of seeds of one config
 
 from __future__ import annotations
 
+import functools
+import heapq
 import itertools
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from dqn_agent import TrialSpec
+from dqn_agent import AgentConfig, TrialSpec
 from sweeps.spec import InputError, SweepSpec
 
 Unit = tuple[TrialSpec, ...]
@@ -69,14 +71,17 @@ def group_units(trials: Sequence[TrialSpec], group_size: int) -> list[Unit]:
     return units
 
 
-GROUP_STEP_OVERHEAD_S = 2e-3
+GROUP_STEP_OVERHEAD_S = 1.25e-3
 """Rough cost of one env step of a group apart from the agents' matrix products (Python and
-operator dispatch, env stepping). Measured with `python -m benchmarks.bench_speed` on two
-2-core machines: about 2-2.5 ms on an Intel Xeon (Sapphire Rapids), about 1 ms on an AMD EPYC."""
-MATMUL_FLOP_PER_S = 80e9
-"""Rough rate of the agents' matrix products inside training on one CPU core: about 85 GFLOP/s
-on the Intel Xeon, about 40 on the AMD EPYC. The constants are those of the Intel machine, where
-the recorded benchmark ran; `--group-size` overrides the plan wherever they are wrong."""
+operator dispatch, env stepping, acting), whatever the group's size."""
+MATMUL_FLOP_PER_S = 71e9
+"""Rough rate of the agents' matrix products inside training on one CPU core, by this model's
+FLOP count. Both constants are a least-squares fit to the group times of the course sweep
+trained on both cores of a 2-core Intel Xeon (Sapphire Rapids), where the recorded benchmarks
+ran (`python -m benchmarks.bench_plans`); on a 2-core AMD EPYC, the overhead was about 1 ms and
+the rate about 40 GFLOP/s. `--group-size` overrides the plan wherever they are wrong."""
+CUT_GAIN_NEEDED = 0.05
+"""A cut must shorten the estimated wall time of the sweep by this fraction to be kept."""
 
 
 def unit_cost(unit: Unit) -> float:
@@ -87,21 +92,30 @@ def unit_cost(unit: Unit) -> float:
     forward and backward (twice the forward) and the target forward on a batch. Only the ratios
     between units matter: they decide how to split and order the work.
     """
-    config = unit[0].agent
+    return _group_cost(unit[0].agent, len(unit))
+
+
+@functools.cache
+def _group_cost(config: AgentConfig, n_agents: int) -> float:
     widths = [8, *config.hidden_sizes, 4]  # a typical small observation and action count
     forward = 2 * sum(a * b for a, b in itertools.pairwise(widths))
     updates = config.gradient_steps / config.train_every
     flop = forward + updates * config.batch_size * forward * (1 + 2 + 1)
-    return GROUP_STEP_OVERHEAD_S + len(unit) * flop / MATMUL_FLOP_PER_S
+    return GROUP_STEP_OVERHEAD_S + n_agents * flop / MATMUL_FLOP_PER_S
+
+
+def slot_loads(units: Sequence[Unit], capacity: int) -> list[float]:
+    """Estimated busy time (per env step) of each of `capacity` slots, when each unit in turn,
+    costliest first, starts on the slot that frees up first (as a task queue does)."""
+    loads = [0.0] * max(capacity, 1)  # a heap: the least loaded slot first
+    for cost in sorted(map(unit_cost, units), reverse=True):
+        heapq.heapreplace(loads, loads[0] + cost)
+    return loads
 
 
 def makespan(units: Sequence[Unit], capacity: int) -> float:
-    """Estimated wall time (per env step) of `units` on `capacity` slots, when each unit in turn,
-    costliest first, starts on the slot that frees up first (as a task queue does)."""
-    loads = [0.0] * max(capacity, 1)
-    for cost in sorted(map(unit_cost, units), reverse=True):
-        loads[loads.index(min(loads))] += cost
-    return max(loads)
+    """Estimated wall time (per env step) of `units` on `capacity` slots: the busiest slot's."""
+    return max(slot_loads(units, capacity))
 
 
 def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
@@ -110,31 +124,58 @@ def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
     Seeds are the cheap dimension: a group of K seeds of a small network trains almost as fast
     as one seed, so each configuration starts as one group of all its seeds. A group whose
     matrix products dominate costs about K times one seed, though, and a single such group can
-    keep one slot busy long after the others are idle. So the configuration that holds the
-    costliest unit is cut into more groups of sizes as even as possible (enough that its largest
-    group has one seed fewer) while that shortens the estimated wall time of the whole sweep
-    (`makespan`); the units are returned costliest first, so that the longest start first.
+    keep one slot busy long after the others are idle. So the costliest unit is cut, whichever
+    way finishes the sweep soonest (`_score`): its configuration split evenly into one group
+    more, or the unit cut in two, evenly where each part gets a slot of its own, unevenly where
+    the smaller part shares a slot with other work. Cutting repeats while it helps, but cuts that
+    gain less than CUT_GAIN_NEEDED are undone; the units are returned costliest first, so that
+    the longest start first.
     """
-    configs = group_units(trials, max(len(trials), 1))  # all seeds of each configuration
-    n_groups = [1] * len(configs)
-
-    def units_for(counts: Sequence[int]) -> list[Unit]:
-        pairs = zip(configs, counts, strict=True)
-        return [unit for config, n in pairs for unit in split(config, n)]
-
-    units = units_for(n_groups)
+    units = group_units(trials, max(len(trials), 1))  # all seeds of each configuration
+    visited = [units]
     while units:
-        costliest = max(units, key=unit_cost)
-        if len(costliest) == 1:
+        cuts = _cuts(max(units, key=unit_cost), units, trials)
+        if not cuts:
             break  # the longest unit is a single seed: nothing shortens the sweep further
-        i = next(i for i, config in enumerate(configs) if costliest[0] in config)
-        more = list(n_groups)
-        more[i] = math.ceil(len(configs[i]) / (len(costliest) - 1))
-        candidate = units_for(more)
-        if makespan(candidate, capacity) >= makespan(units, capacity):
+        best = min(cuts, key=lambda cut: _score(cut, capacity))  # the first of equals
+        if _score(best, capacity) >= _score(units, capacity):
             break
-        n_groups, units = more, candidate
+        units = best
+        visited.append(units)
+    # Every cut costs core time (one more group's overhead, and smaller groups use a core less
+    # well), which the estimate of wall time does not weigh: keep the plan of fewest cuts whose
+    # estimate is within CUT_GAIN_NEEDED of the shortest found.
+    shortest = min(makespan(plan, capacity) for plan in visited)
+    units = next(p for p in visited if makespan(p, capacity) <= shortest * (1 + CUT_GAIN_NEEDED))
     return sorted(units, key=unit_cost, reverse=True)
+
+
+def _cuts(unit: Unit, units: Sequence[Unit], trials: Sequence[TrialSpec]) -> list[list[Unit]]:
+    """The ways to cut `unit`, one of `units`, most even first: its configuration's seeds split
+    evenly into one group more than now, or `unit` itself cut in two."""
+    label = unit[0].label
+    rest = [u for u in units if u != unit]
+    n = len(unit)
+    larger = range((n + 1) // 2, n)  # the larger part's size: from even to one seed off
+    step = max(1, math.ceil(len(larger) / 32))  # a large unit: every step-th (estimates are rough)
+    cuts = [[*rest, unit[:k], unit[k:]] for k in larger[::step]]
+    n_groups = sum(u[0].label == label for u in units)
+    if n_groups > 1:  # (with one group, the even re-split is the even cut above)
+        seeds = tuple(t for t in trials if t.label == label)
+        others = [u for u in units if u[0].label != label]
+        cuts.insert(0, [*others, *split(seeds, min(n_groups + 1, len(seeds)))])
+    return cuts
+
+
+def _score(units: Sequence[Unit], capacity: int) -> tuple[float, int]:
+    """The estimated wall time of `units` on `capacity` slots, then how many slots are busy
+    until then: lower is better. The second counts a step towards finishing sooner (with four
+    equal groups on eight slots, no one cut shortens the sweep, but cutting each of them does).
+    Loads are rounded to a picosecond per env step, so that the float error of adding the same
+    costs in another order cannot decide."""
+    loads = [round(load, 12) for load in slot_loads(units, capacity)]
+    longest = max(loads)
+    return longest, loads.count(longest)
 
 
 def split(trials: Unit, n: int) -> list[Unit]:

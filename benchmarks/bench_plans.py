@@ -1,0 +1,185 @@
+"""Plan benchmark: does the sweep planner's grouping beat the alternatives, measured?
+
+The planner (`sweeps.plan.balanced_units`) chooses how to cut the seeds of each configuration
+into groups from a cost model: a fixed overhead per env step of a group plus each agent's
+matrix products at a fixed rate (`GROUP_STEP_OVERHEAD_S`, `MATMUL_FLOP_PER_S`). This benchmark
+trains the course sweep (sweeps/specs/network_sizes.yaml, shorter trials) directly on every
+core, one process per core, under several groupings: the planner's, every configuration whole,
+and the costliest configuration cut in two at several points. The groupings alternate in each
+round, so that the machine's drift falls on all of them alike (each wall time includes the
+process pool's start and every group's 300-step warm-up). It reports each grouping's wall
+time beside the model's estimate, and refits the model's two constants (least squares) to all
+the group times measured, so that the constants in `sweeps/plan.py` can be checked.
+
+    .venv/bin/python -m benchmarks.bench_plans                     # 15,000 steps, 2 rounds
+    .venv/bin/python -m benchmarks.bench_plans --steps 5000 --rounds 1
+
+Writes JSON and a Markdown table to benchmarks/results/plans.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.bench_speed import reference_spec, size_text, unit_rate
+from sweeps import plan
+from sweeps.plan import Unit, make_plan, makespan, unit_cost
+from sweeps.spec import parse_spec
+
+
+def groupings(steps: int, workers: int) -> dict[str, list[Unit]]:
+    """Every configuration whole (first), the costliest cut in two at a few points, and the
+    planner's grouping, named after whichever of the others it equals; costliest unit first."""
+    spec = parse_spec(json.dumps(reference_spec(steps)), check_env=False)  # JSON is YAML
+    whole = list(make_plan(spec, group_size=len(spec.seeds)).units)
+    costliest = max(whole, key=unit_cost)
+    others = [unit for unit in whole if unit != costliest]
+    n = len(costliest)
+    candidates = {"whole": whole}
+    for k in sorted({n - 1, (3 * n + 4) // 5, (n + 1) // 2}, reverse=True):  # 9+1, 6+4, 5+5
+        if 0 < k < n:
+            candidates[f"{k}+{n - k}"] = [costliest[:k], costliest[k:], *others]
+    candidates["planned"] = list(make_plan(spec, group_size=None, capacity=workers).units)
+    out: dict[str, list[Unit]] = {}
+    for name, units in candidates.items():
+        twin = next(
+            (seen for seen in out if sorted(_shape(out[seen])) == sorted(_shape(units))), None
+        )
+        if twin is None:
+            out[name] = sorted(units, key=unit_cost, reverse=True)
+        else:  # the same grouping under a second name
+            out = {(f"{seen} = {name}" if seen == twin else seen): u for seen, u in out.items()}
+    return out
+
+
+def _shape(units: list[Unit]) -> list[tuple[str, int]]:
+    return [(size_text(unit[0].agent.hidden_sizes), len(unit)) for unit in units]
+
+
+def run_grouping(units: list[Unit], workers: int) -> dict[str, Any]:
+    """Train `units` one process per core, costliest first, as the runner submits them."""
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        done = list(pool.map(unit_rate, units))
+    return {"wall_s": time.perf_counter() - start, "units": done}
+
+
+def fit_constants(runs: list[dict[str, Any]], flop: dict[str, float]) -> dict[str, float]:
+    """Least-squares overhead and matmul rate of `unit_cost`'s model, from every group time."""
+    rows = [u for run in runs for u in run["units"]]
+    design = np.array([[1.0, u["n_seeds"] * flop[u["config"]]] for u in rows])
+    per_step = np.array([u["wall_s"] / u["steps"] for u in rows])
+    (overhead, seconds_per_flop), *_ = np.linalg.lstsq(design, per_step, rcond=None)
+    predicted = design @ np.array([overhead, seconds_per_flop])
+    error = float(np.median(np.abs(predicted - per_step) / per_step))
+    return {
+        "overhead_s": float(overhead),
+        "matmul_flop_per_s": float(1 / seconds_per_flop),
+        "median_relative_error": error,
+    }
+
+
+def model_flop(units: list[Unit]) -> dict[str, float]:
+    """Per configuration, the FLOPs per agent-step that the planner's model counts."""
+    out = {}
+    for unit in units:
+        one = unit_cost(unit[:1]) - plan.GROUP_STEP_OVERHEAD_S
+        out[size_text(unit[0].agent.hidden_sizes)] = one * plan.MATMUL_FLOP_PER_S
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=15_000, help="env steps per trial")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    workers = os.cpu_count() or 1
+    layouts = groupings(args.steps, workers)
+    record: dict[str, Any] = {
+        "host": platform.node(),
+        "cpus": workers,
+        "torch": torch.__version__,
+        "command": "python -m benchmarks.bench_plans " + " ".join(sys.argv[1:]),
+        "steps_per_trial": args.steps,
+        "constants": {
+            "overhead_s": plan.GROUP_STEP_OVERHEAD_S,
+            "matmul_flop_per_s": plan.MATMUL_FLOP_PER_S,
+            "cut_gain_needed": plan.CUT_GAIN_NEEDED,
+        },
+        "groupings": {
+            name: {
+                "groups": _shape(units),
+                "estimate_s": makespan(units, workers) * args.steps,
+                "runs": [],
+            }
+            for name, units in layouts.items()
+        },
+    }
+    for r in range(args.rounds):
+        for name, units in layouts.items():
+            run = run_grouping(units, workers)
+            record["groupings"][name]["runs"].append(run)
+            print(f"round {r} {name}: {run['wall_s']:.1f} s", flush=True)
+    for entry in record["groupings"].values():
+        entry["median_wall_s"] = statistics.median(run["wall_s"] for run in entry["runs"])
+    all_runs = [run for entry in record["groupings"].values() for run in entry["runs"]]
+    record["fit"] = fit_constants(all_runs, model_flop(next(iter(layouts.values()))))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "plans.json").write_text(json.dumps(record, indent=2) + "\n")
+    (args.out / "plans.md").write_text(markdown(record))
+    print(markdown(record))
+
+
+def markdown(record: dict[str, Any]) -> str:
+    steps, workers = record["steps_per_trial"], record["cpus"]
+    constants, fit = record["constants"], record["fit"]
+    lines = [
+        f"# Sweep plans compared: the course sweep on {workers} cores",
+        "",
+        f"Command: `{record['command'].strip()}`; torch {record['torch']}; "
+        f"{steps:,} env steps per trial, trained directly, one process per core.",
+        "",
+        "Groups are (hidden sizes, seeds), started costliest first. The estimate is the "
+        "planner's model (`sweeps/plan.py`); measured wall times are per round, the groupings "
+        "alternating within each round.",
+        "",
+        "| grouping | groups | estimate s | measured s | median s | vs whole |",
+        "|---|---|---:|---|---:|---:|",
+    ]
+    whole = next(iter(record["groupings"].values()))["median_wall_s"]  # every group whole
+    n_groups = sum(len(run["units"]) for e in record["groupings"].values() for run in e["runs"])
+    for name, entry in record["groupings"].items():
+        groups = ", ".join(f"{c} x{n}" for c, n in entry["groups"])
+        runs = ", ".join(f"{run['wall_s']:.1f}" for run in entry["runs"])
+        lines.append(
+            f"| {name} | {groups} | {entry['estimate_s']:.1f} | {runs} | "
+            f"{entry['median_wall_s']:.1f} | {entry['median_wall_s'] / whole:.2f} |"
+        )
+    lines += [
+        "",
+        f"Model constants in use: overhead {constants['overhead_s'] * 1e3:.2f} ms per group "
+        f"env step, matmul {constants['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s; a cut must "
+        f"shorten the estimate by {constants['cut_gain_needed']:.0%}.",
+        f"Refitted to the {n_groups} group times above: overhead "
+        f"{fit['overhead_s'] * 1e3:.2f} ms, matmul {fit['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s; "
+        f"median error of the refitted model {fit['median_relative_error']:.0%} per group.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
