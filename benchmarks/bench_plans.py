@@ -105,7 +105,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15_000, help="env steps per trial")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--render", type=Path, metavar="JSON", help="only redo the table")
     args = parser.parse_args()
+    if args.render is not None:
+        args.render.with_suffix(".md").write_text(markdown(json.loads(args.render.read_text())))
+        return
     workers = os.cpu_count() or 1
     layouts = groupings(args.steps, workers)
     record: dict[str, Any] = {
@@ -143,6 +147,11 @@ def main() -> None:
     print(markdown(record))
 
 
+def _core_s(run: dict[str, Any]) -> float:
+    """The core-seconds a run's groups took: the cost of a grouping on a shared cluster."""
+    return float(sum(unit["wall_s"] for unit in run["units"]))
+
+
 def markdown(record: dict[str, Any]) -> str:
     steps, workers = record["steps_per_trial"], record["cpus"]
     constants, fit = record["constants"], record["fit"]
@@ -154,19 +163,27 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         "Groups are (hidden sizes, seeds), started costliest first. The estimate is the "
         "planner's model (`sweeps/plan.py`); measured wall times are per round, the groupings "
-        "alternating within each round.",
+        "alternating within each round, and each is compared with the whole grouping's in the "
+        "same round, minutes apart, so that the machine's drift mostly cancels. Core seconds "
+        "add up the groups' own times (what a shared cluster would bill).",
         "",
-        "| grouping | groups | estimate s | measured s | median s | vs whole |",
-        "|---|---|---:|---|---:|---:|",
+        "| grouping | groups | estimate s | measured s | median s | vs whole, per round | median "
+        "| core s, median |",
+        "|---|---|---:|---|---:|---|---:|---:|",
     ]
-    whole = next(iter(record["groupings"].values()))["median_wall_s"]  # every group whole
+    whole = next(iter(record["groupings"].values()))["runs"]  # every group whole
     n_groups = sum(len(run["units"]) for e in record["groupings"].values() for run in e["runs"])
     for name, entry in record["groupings"].items():
         groups = ", ".join(f"{c} x{n}" for c, n in entry["groups"])
         runs = ", ".join(f"{run['wall_s']:.1f}" for run in entry["runs"])
+        core_s = statistics.median(map(_core_s, entry["runs"]))
+        ratios = [
+            run["wall_s"] / base["wall_s"] for run, base in zip(entry["runs"], whole, strict=True)
+        ]
         lines.append(
             f"| {name} | {groups} | {entry['estimate_s']:.1f} | {runs} | "
-            f"{entry['median_wall_s']:.1f} | {entry['median_wall_s'] / whole:.2f} |"
+            f"{entry['median_wall_s']:.1f} | {', '.join(f'{r:.2f}' for r in ratios)} | "
+            f"{statistics.median(ratios):.2f} | {core_s:.0f} |"
         )
     lines += [
         "",
