@@ -53,7 +53,10 @@ def test_a_worker_killed_mid_trial_is_retried_once(
     markers.mkdir()
     monkeypatch.setenv(KILL_ENV, str(markers))
     spec = write_spec(tmp_path, SPEC.replace("[[16], [8]]", "[[16]]"))
-    assert main(["run", str(spec), "--out", str(tmp_path / "out")]) == 0
+    # One task per trial: the hook kills each task's first worker once (the default plan would
+    # train both seeds of this tiny network in one task).
+    args = ["run", str(spec), "--out", str(tmp_path / "out"), "--group-size", "1"]
+    assert main(args) == 0
     trials = _assert_one_complete_set(tmp_path / "out" / "faults", 2)
     # Every trial's first worker died with SIGKILL mid-trial; Ray ran it a second time.
     assert len(list(markers.iterdir())) == 2
