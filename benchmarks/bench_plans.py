@@ -3,7 +3,7 @@
 The planner (`sweeps.plan.balanced_units`) chooses how to cut the seeds of each configuration
 into groups from a cost model: a fixed overhead per env step of a group plus each agent's
 matrix products at a fixed rate (`GROUP_STEP_OVERHEAD_S`, `MATMUL_FLOP_PER_S`). This benchmark
-trains the course sweep (sweeps/specs/network_sizes.yaml, shorter trials) directly on every
+trains the course sweep (sweeps/specs/network_sizes.yaml, shorter trials) or a given spec on every
 core, one process per core, under several groupings: the planner's, every configuration whole,
 and the costliest configuration cut in two at several points. The groupings alternate in each
 round, so that the machine's drift falls on all of them alike (each wall time includes the
@@ -13,8 +13,10 @@ the group times measured, so that the constants in `sweeps/plan.py` can be check
 
     .venv/bin/python -m benchmarks.bench_plans                     # 15,000 steps, 2 rounds
     .venv/bin/python -m benchmarks.bench_plans --steps 5000 --rounds 1
+    .venv/bin/python -m benchmarks.bench_plans --spec sweeps/specs/demo.yaml --rounds 3
 
-Writes JSON and a Markdown table to benchmarks/results/plans.{json,md}.
+Writes JSON and a Markdown table to benchmarks/results/plans.{json,md}, or with `--spec` to
+plans_<name>.{json,md}: any spec whose configurations differ in their hidden sizes.
 """
 
 from __future__ import annotations
@@ -32,17 +34,34 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from benchmarks.bench_speed import reference_spec, size_text, unit_rate
 from sweeps import plan
 from sweeps.plan import Unit, make_plan, makespan, unit_cost
-from sweeps.spec import parse_spec
+from sweeps.spec import SweepSpec, parse_spec
 
 
-def groupings(steps: int, workers: int) -> dict[str, list[Unit]]:
+def sweep_spec(path: Path | None, steps: int | None) -> SweepSpec:
+    """The spec at `path` (by default the course sweep, 15,000 steps), `steps` per trial if set."""
+    if path is None:
+        return parse_spec(json.dumps(reference_spec(steps or 15_000)), check_env=False)
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if steps is not None:
+        document["budget"] = {"env_steps": steps}
+    spec = parse_spec(json.dumps(document), source=str(path))  # JSON is YAML
+    sizes = [point.agent.hidden_sizes for point in spec.configs]
+    if spec.budget.env_steps is None or len(set(sizes)) != len(sizes):
+        raise SystemExit(
+            f"{path}: bench_plans needs a budget in env_steps and configurations that differ in "
+            "hidden_sizes (it tells groups apart by them)"
+        )
+    return spec
+
+
+def groupings(spec: SweepSpec, workers: int) -> dict[str, list[Unit]]:
     """Every configuration whole (first), the costliest cut in two at a few points, and the
     planner's grouping, named after whichever of the others it equals; costliest unit first."""
-    spec = parse_spec(json.dumps(reference_spec(steps)), check_env=False)  # JSON is YAML
     whole = list(make_plan(spec, group_size=len(spec.seeds)).units)
     costliest = max(whole, key=unit_cost)
     others = [unit for unit in whole if unit != costliest]
@@ -102,7 +121,10 @@ def model_flop(units: list[Unit]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=15_000, help="env steps per trial")
+    parser.add_argument(
+        "--spec", type=Path, help="a sweep spec to plan and train (default: the course sweep)"
+    )
+    parser.add_argument("--steps", type=int, help="env steps per trial (course default: 15,000)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--render", type=Path, metavar="JSON", help="only redo the table")
@@ -111,13 +133,16 @@ def main() -> None:
         args.render.with_suffix(".md").write_text(markdown(json.loads(args.render.read_text())))
         return
     workers = os.cpu_count() or 1
-    layouts = groupings(args.steps, workers)
+    spec = sweep_spec(args.spec, args.steps)
+    steps = spec.budget.env_steps or 0
+    layouts = groupings(spec, workers)
     record: dict[str, Any] = {
         "host": platform.node(),
         "cpus": workers,
         "torch": torch.__version__,
         "command": "python -m benchmarks.bench_plans " + " ".join(sys.argv[1:]),
-        "steps_per_trial": args.steps,
+        "sweep": "the course sweep" if args.spec is None else f"{args.spec} ({spec.name})",
+        "steps_per_trial": steps,
         "constants": {
             "overhead_s": plan.GROUP_STEP_OVERHEAD_S,
             "matmul_flop_per_s": plan.MATMUL_FLOP_PER_S,
@@ -126,7 +151,7 @@ def main() -> None:
         "groupings": {
             name: {
                 "groups": _shape(units),
-                "estimate_s": makespan(units, workers) * args.steps,
+                "estimate_s": makespan(units, workers) * steps,
                 "runs": [],
             }
             for name, units in layouts.items()
@@ -142,8 +167,9 @@ def main() -> None:
     all_runs = [run for entry in record["groupings"].values() for run in entry["runs"]]
     record["fit"] = fit_constants(all_runs, model_flop(next(iter(layouts.values()))))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "plans.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / "plans.md").write_text(markdown(record))
+    stem = "plans" if args.spec is None else f"plans_{spec.name}"
+    (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(record))
     print(markdown(record))
 
 
@@ -156,7 +182,7 @@ def markdown(record: dict[str, Any]) -> str:
     steps, workers = record["steps_per_trial"], record["cpus"]
     constants, fit = record["constants"], record["fit"]
     lines = [
-        f"# Sweep plans compared: the course sweep on {workers} cores",
+        f"# Sweep plans compared: {record.get('sweep', 'the course sweep')} on {workers} cores",
         "",
         f"Command: `{record['command'].strip()}`; torch {record['torch']}; "
         f"{steps:,} env steps per trial, trained directly, one process per core.",

@@ -257,10 +257,10 @@ def test_balanced_plan_trains_episode_budgets_one_seed_per_task() -> None:
 
 def test_plan_benchmark_refits_the_cost_model_from_group_times() -> None:
     # Group times made by the planner's own model must give back its constants.
-    from benchmarks.bench_plans import fit_constants, groupings, model_flop
+    from benchmarks.bench_plans import fit_constants, groupings, model_flop, sweep_spec
     from sweeps import plan
 
-    layouts = groupings(steps=1000, workers=2)
+    layouts = groupings(sweep_spec(None, 1000), workers=2)
     assert next(iter(layouts)) == "whole = planned"  # on 2 slots the course sweep stays whole
     runs = [
         {
