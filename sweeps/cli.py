@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="seeds of one configuration trained together in one task, as one batched "
         "computation (default: balanced over the cluster's task slots: all seeds of a "
-        "configuration in one task, costly ones split where that shortens the sweep, costliest "
-        "first; 1 for budgets in episodes)",
+        "configuration in one task, costly ones split where that shortens the sweep by 5%% or "
+        "more, costliest first; 1 for budgets in episodes)",
     )
     run.add_argument(
         "--quiet", action="store_true", help="no progress display, only the final summary"
