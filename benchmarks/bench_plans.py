@@ -38,7 +38,7 @@ import yaml
 
 from benchmarks.bench_speed import reference_spec, size_text, unit_rate
 from sweeps import plan
-from sweeps.plan import Unit, make_plan, makespan, unit_cost
+from sweeps.plan import Unit, flop_per_agent_step, make_plan, makespan, unit_cost
 from sweeps.spec import SweepSpec, parse_spec
 
 
@@ -112,11 +112,7 @@ def fit_constants(runs: list[dict[str, Any]], flop: dict[str, float]) -> dict[st
 
 def model_flop(units: list[Unit]) -> dict[str, float]:
     """Per configuration, the FLOPs per agent-step that the planner's model counts."""
-    out = {}
-    for unit in units:
-        one = unit_cost(unit[:1]) - plan.GROUP_STEP_OVERHEAD_S
-        out[size_text(unit[0].agent.hidden_sizes)] = one * plan.MATMUL_FLOP_PER_S
-    return out
+    return {size_text(u[0].agent.hidden_sizes): flop_per_agent_step(u[0].agent) for u in units}
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
+import dataclasses
 import json
 import os
 import platform
@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from dqn_agent import AgentConfig, Budget, TrialSpec, train_group
-from sweeps.plan import Unit, make_plan
+from sweeps.plan import Unit, flop_per_agent_step, make_plan
 from sweeps.spec import load_spec, parse_spec
 
 # The reference workload is the shipped course spec itself, so the two cannot drift apart.
@@ -76,13 +76,10 @@ def matmul_gflops(seconds: float = 3.0) -> float:
     return best / 1e9
 
 
-def flop_per_agent_step(sizes: tuple[int, ...], config: AgentConfig, obs_dim: int = 4) -> float:
-    """Matmul FLOPs of one agent-env-step: the acting forward pass of one observation, and per
-    gradient step the online forward, its backward (twice the forward), and the target forward."""
-    widths = [obs_dim, *sizes, 2]
-    forward = 2 * sum(a * b for a, b in itertools.pairwise(widths))
-    updates_per_step = config.gradient_steps / config.train_every
-    return forward + updates_per_step * config.batch_size * forward * (1 + 2 + 1)
+def cartpole_flop(sizes: tuple[int, ...], config: AgentConfig) -> float:
+    """Matmul FLOPs of one CartPole agent-env-step (4 observations, 2 actions) of `config` with
+    hidden layers `sizes` (see `sweeps.plan.flop_per_agent_step`)."""
+    return flop_per_agent_step(dataclasses.replace(config, hidden_sizes=sizes), 4, 2)
 
 
 # --- the naive textbook loop --------------------------------------------------------------------
@@ -268,7 +265,7 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         for name, r in direct["per_config"].items()
     }
     big = direct["per_config"]["256x256"]["agent_steps_per_s"]
-    flop_256 = flop_per_agent_step((256, 256), REFERENCE)
+    flop_256 = cartpole_flop((256, 256), REFERENCE)
     gflops_256 = big * flop_256 / 1e9
     # A ceiling: the whole sweep's ratio if the [256, 256] groups ran their matrix products at
     # the full yardstick rate and did nothing else, the other configurations as measured, and
@@ -323,7 +320,7 @@ def paired_rounds(rounds: int, steps: int, workers: int) -> dict[str, Any]:
     minutes, which the before-and-after means only average, cancels out; the median over the
     rounds is reported. Short runs (`steps` env steps, learning from step 64, evaluations
     included), so they say less about a whole trial than the sweep does."""
-    flop_256 = flop_per_agent_step((256, 256), REFERENCE)
+    flop_256 = cartpole_flop((256, 256), REFERENCE)
     out: dict[str, Any] = {}
     with ProcessPoolExecutor(workers) as pool:
         for sizes in SIZES:

@@ -97,11 +97,17 @@ def unit_cost(unit: Unit) -> float:
 
 @functools.cache
 def _group_cost(config: AgentConfig, n_agents: int) -> float:
-    widths = [8, *config.hidden_sizes, 4]  # a typical small observation and action count
+    return GROUP_STEP_OVERHEAD_S + n_agents * flop_per_agent_step(config) / MATMUL_FLOP_PER_S
+
+
+def flop_per_agent_step(config: AgentConfig, obs_dim: int = 8, n_actions: int = 4) -> float:
+    """Matmul FLOPs of one agent-env-step: the acting forward pass of one observation, and per
+    gradient step the online forward, its backward (twice the forward), and the target forward.
+    By default for a typical small observation and action count, as the planner estimates."""
+    widths = [obs_dim, *config.hidden_sizes, n_actions]
     forward = 2 * sum(a * b for a, b in itertools.pairwise(widths))
     updates = config.gradient_steps / config.train_every
-    flop = forward + updates * config.batch_size * forward * (1 + 2 + 1)
-    return GROUP_STEP_OVERHEAD_S + n_agents * flop / MATMUL_FLOP_PER_S
+    return forward + updates * config.batch_size * forward * (1 + 2 + 1)
 
 
 def slot_loads(units: Sequence[Unit], capacity: int) -> list[float]:
@@ -145,8 +151,9 @@ def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
     # Every cut costs core time (one more group's overhead, and smaller groups use a core less
     # well), which the estimate of wall time does not weigh: keep the plan of fewest cuts whose
     # estimate is within CUT_GAIN_NEEDED of the shortest found.
-    shortest = min(makespan(plan, capacity) for plan in visited)
-    units = next(p for p in visited if makespan(p, capacity) <= shortest * (1 + CUT_GAIN_NEEDED))
+    estimates = [makespan(plan, capacity) for plan in visited]
+    enough = min(estimates) * (1 + CUT_GAIN_NEEDED)
+    units = next(plan for plan, t in zip(visited, estimates, strict=True) if t <= enough)
     return sorted(units, key=unit_cost, reverse=True)
 
 
