@@ -270,6 +270,8 @@ def _execute(
     """Submit units with at most `cap` in flight; record each as it finishes. Ctrl-C cancels.
 
     `capacity` is how many tasks the cluster runs at once (the rest of those in flight queue).
+    On Ctrl-C every trial already trained is still recorded (those of the unit being written,
+    and of tasks that finished meanwhile) before the tasks still running are cancelled.
     """
     options = {
         "num_cpus": resources.cpus_per_trial,
@@ -278,8 +280,25 @@ def _execute(
         "retry_exceptions": False,
     }
     queue: deque[Unit] = deque(plan.units)
-    pending: dict[Any, Unit] = {}
+    pending: dict[Any, Unit] = {}  # in submission order: the first `capacity` are running
+    received: deque[TrialOutcome] = deque()  # back from Ray, not yet written
     outcomes: list[TrialOutcome] = []
+
+    def receive(refs: Sequence[Any]) -> None:
+        for ref in refs:
+            received.extend(_collect(ref, pending[ref]))
+            del pending[ref]
+
+    def record_received() -> None:
+        while received:
+            outcome = received[0]
+            store.record(outcome)  # rewriting a trial already written is harmless
+            received.popleft()
+            outcomes.append(outcome)
+            reporter.finished(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
     try:
         while queue or pending:
             while queue and len(pending) < cap:
@@ -289,17 +308,15 @@ def _execute(
                 )
                 pending[ref] = unit
             # Tasks beyond the cluster's capacity wait in Ray's queue: not counted as running.
-            running = sorted(len(unit) for unit in pending.values())[:capacity]
-            reporter.update(running=sum(running))
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in done:
-                for outcome in _collect(ref, pending.pop(ref)):
-                    store.record(outcome)
-                    outcomes.append(outcome)
-                    reporter.finished(outcome)
-                    if on_outcome is not None:
-                        on_outcome(outcome)
+            reporter.update(running=sum(len(unit) for unit in list(pending.values())[:capacity]))
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
+            receive(done)
+            record_received()
     except KeyboardInterrupt:
+        if pending:
+            finished, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            receive(finished)
+        record_received()
         for ref in pending:
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)

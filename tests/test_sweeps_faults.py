@@ -93,15 +93,31 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
 ) -> None:
     spec = load_spec(write_spec(tmp_path, SPEC))
     out = tmp_path / "out"
+    first: list[TrialOutcome] = []
 
     def interrupt(outcome: TrialOutcome) -> None:
-        os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C does, once the first trial is recorded
+        first.append(outcome)
+        if len(first) == 1:  # as Ctrl-C does, once the first trial of a task is recorded
+            os.kill(os.getpid(), signal.SIGINT)
 
-    report = run_sweep(spec, out=out, on_outcome=interrupt, command=["dqn-sweep", "run", "x"])
+    # Tasks of two seeds, one at a time: the interrupt comes while the driver is writing the
+    # first task's results, before the second task is submitted.
+    report = run_sweep(
+        spec,
+        out=out,
+        group_size=2,
+        max_in_flight=1,
+        on_outcome=interrupt,
+        command=["dqn-sweep", "run", "x"],
+    )
     assert report.interrupted and report.exit_code == 130
     assert "To resume, run again: dqn-sweep run x" in capsys.readouterr().out
     done = ResultsFolder(out / "faults").complete_ids()
-    assert 1 <= len(done) < 4
+    # Every trial that reached the driver is on disk: both seeds of the interrupted task.
+    assert done == {o.spec.trial_id for o in report.outcomes if o.status == "complete"}
+    interrupted_config = first[0].spec.label
+    assert {o.spec.seed for o in report.outcomes if o.spec.label == interrupted_config} == {0, 1}
+    assert len(done) == 2
 
     again = run_sweep(spec, out=out)
     assert again.exit_code == 0 and again.n_skipped == len(done)
