@@ -228,22 +228,25 @@ def run_sweep(
                 "max_in_flight": cap,
             },
         )
-        reporter = _make_reporter(len(plan.todo), quiet=quiet, stream=stream)
         try:
-            outcomes, interrupted = _execute(
-                plan,
-                spec.resources,
-                store,
-                reporter,
-                cap=cap,
-                capacity=capacity,
-                faults=Faults.from_env(),
-                on_outcome=on_outcome,
-            )
+            reporter = _make_reporter(len(plan.todo), quiet=quiet, stream=stream)
+            try:
+                outcomes, interrupted = _execute(
+                    plan,
+                    spec.resources,
+                    store,
+                    reporter,
+                    cap=cap,
+                    capacity=capacity,
+                    faults=Faults.from_env(),
+                    on_outcome=on_outcome,
+                )
+            finally:
+                reporter.close()
+            failed = [o.spec.trial_id for o in outcomes if o.status == "failed"]
+            store.finish({"trained": len(outcomes), "failed": failed, "interrupted": interrupted})
         finally:
-            reporter.close()
-        failed = [o.spec.trial_id for o in outcomes if o.status == "failed"]
-        store.finish({"trained": len(outcomes), "failed": failed, "interrupted": interrupted})
+            store.close()
     report = RunReport(
         folder.root,
         len(plan.trials),

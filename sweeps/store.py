@@ -18,6 +18,7 @@ leaves either a complete trial or one that a rerun trains again.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import importlib.metadata
 import json
 import math
@@ -47,6 +48,41 @@ _TEMP_SUFFIX = ".tmp"
 
 class ResumeError(InputError):
     """The results folder holds trials that the new spec would change or drop (exit code 2)."""
+
+
+class FolderInUseError(InputError):
+    """Another run is writing the same results folder (exit code 2)."""
+
+
+class FolderLock:
+    """One writer per results folder: an exclusive lock held for the length of a run.
+
+    The lock is taken on a file beside the folder (`.<name>.lock`), not in it, so that `--fresh`
+    can delete and recreate the folder while holding it. The operating system releases the lock
+    if the process dies, so a killed run never leaves the folder locked.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = root.with_name(f".{root.name}.lock")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise FolderInUseError(
+                f"{root}: another run is writing this results folder ({holder}); wait for it "
+                "to finish or stop it, or give this run another --out"
+            ) from None
+        self._file.truncate(0)
+        self._file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        self._file.flush()
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._file.close()  # closing the file releases the lock
 
 
 @dataclass(frozen=True)
@@ -219,8 +255,9 @@ def diff(old: object, new: object, path: str = "") -> list[str]:
 class ResultsStore:
     """Writes one sweep's results folder as trials finish (one writer: the driver)."""
 
-    def __init__(self, folder: ResultsFolder, order: Mapping[str, int]) -> None:
+    def __init__(self, folder: ResultsFolder, order: Mapping[str, int], lock: FolderLock) -> None:
         self.folder = folder
+        self._lock = lock
         self._order = order
         self._rows = folder.read_rows()
         self._kept = folder.complete_ids()
@@ -234,22 +271,29 @@ class ResultsStore:
         fresh: bool,
         run_info: Mapping[str, Any],
     ) -> ResultsStore:
-        """Make the folder ready for a run; call only after the spec and resume checks passed.
+        """Lock the folder and make it ready for a run; call only after the spec and resume
+        checks passed, and `close` the store at the end of the run.
 
         With `fresh`, an existing results folder is removed first (only one holding a
-        spec.yaml: `check_resume` refuses anything else).
+        spec.yaml: `check_resume` refuses anything else). Raises `FolderInUseError`, having
+        changed nothing, while another run holds the folder.
         """
         root = folder.root
-        if fresh and folder.spec_path.exists():
-            _remove_tree(root)
-        for sub in (folder.episodes_dir, folder.evals_dir, folder.models_dir):
-            sub.mkdir(parents=True, exist_ok=True)
-        _remove_temp_files(root)
-        write_bytes_atomic(folder.spec_path, spec.text.encode("utf-8"))
-        manifest = _read_json(folder.manifest_path) or {"name": spec.name, "created_at": now()}
-        manifest.setdefault("runs", []).append({"started_at": now(), **run_info})
-        write_bytes_atomic(folder.manifest_path, _json_bytes(manifest))
-        return cls(folder, {trial.trial_id: i for i, trial in enumerate(expand(spec))})
+        lock = FolderLock(root)
+        try:
+            if fresh and folder.spec_path.exists():
+                _remove_tree(root)
+            for sub in (folder.episodes_dir, folder.evals_dir, folder.models_dir):
+                sub.mkdir(parents=True, exist_ok=True)
+            _remove_temp_files(root)
+            write_bytes_atomic(folder.spec_path, spec.text.encode("utf-8"))
+            manifest = _read_json(folder.manifest_path) or {"name": spec.name, "created_at": now()}
+            manifest.setdefault("runs", []).append({"started_at": now(), **run_info})
+            write_bytes_atomic(folder.manifest_path, _json_bytes(manifest))
+        except BaseException:
+            lock.release()
+            raise
+        return cls(folder, {trial.trial_id: i for i, trial in enumerate(expand(spec))}, lock)
 
     def record(self, outcome: TrialOutcome) -> None:
         """Write a finished trial's data files, then its row in trials.parquet."""
@@ -281,6 +325,10 @@ class ResultsStore:
         manifest = _read_json(self.folder.manifest_path) or {"runs": [{}]}
         manifest["runs"][-1].update({"finished_at": now(), **summary})
         write_bytes_atomic(self.folder.manifest_path, _json_bytes(manifest))
+
+    def close(self) -> None:
+        """Release the folder for other runs."""
+        self._lock.release()
 
     def _write_rows(self) -> None:
         rows = sorted(self._rows.values(), key=lambda r: self._order.get(r["trial_id"], 1 << 30))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ from sweeps.plan import expand
 from sweeps.runner import run_unit
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.store import (
+    FolderInUseError,
     ResultsFolder,
     ResultsStore,
     ResumeError,
@@ -122,8 +124,26 @@ def test_readers_of_the_folder_skip_temporary_files(
     (episodes_dir / f".{outcomes[1].spec.trial_id}.parquet.999.tmp").write_bytes(b"PAR1 torn")
     pd.testing.assert_frame_equal(pd.read_parquet(episodes_dir), expected)
     # ... and the next run clears it away.
-    _store(tmp_path, _spec())
+    store.close()
+    _store(tmp_path, _spec()).close()
     assert _hidden_files(tmp_path) == []
+
+
+def test_one_run_at_a_time_writes_a_folder(tmp_path: Path, outcomes: list[TrialOutcome]) -> None:
+    first = _store(tmp_path / "store", _spec())
+    first.record(outcomes[0])
+    before = {p: p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file()}
+    for fresh in (False, True):  # not even --fresh may take the folder from a run
+        with pytest.raises(FolderInUseError) as caught:
+            ResultsStore.open(ResultsFolder(tmp_path / "store"), _spec(), fresh=fresh, run_info={})
+        assert str(tmp_path / "store") in str(caught.value)
+        assert f"process {os.getpid()}" in str(caught.value) and "--out" in str(caught.value)
+    after = {p: p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file()}
+    assert after == before
+    first.close()
+    second = _store(tmp_path / "store", _spec())  # free once the first run is over
+    second.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["store"]  # the lock file went with the run
 
 
 def test_a_failed_trial_is_a_row_with_its_error(
@@ -156,6 +176,7 @@ def folder(tmp_path: Path, outcomes: list[TrialOutcome]) -> ResultsFolder:
     store = _store(tmp_path / "store", _spec())
     for outcome in outcomes:
         store.record(outcome)
+    store.close()
     return ResultsFolder(tmp_path / "store")
 
 
@@ -192,7 +213,7 @@ def test_a_change_to_trials_in_the_folder_is_refused(
 def test_fresh_ignores_the_old_trials(folder: ResultsFolder) -> None:
     changed = _spec(SPEC.replace("lr: 0.001", "lr: 0.002"))
     assert check_resume(folder, changed, fresh=True) == set()
-    ResultsStore.open(folder, changed, fresh=True, run_info={})
+    ResultsStore.open(folder, changed, fresh=True, run_info={}).close()
     assert not folder.trials_path.exists()
     assert list(folder.episodes_dir.iterdir()) == []
     assert folder.spec_path.read_text() == changed.text
