@@ -30,7 +30,7 @@ def save_weights(
 ) -> None:
     """Write weights and everything needed to rebuild their network, atomically."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # hidden until whole
     payload = {
         "format": FORMAT_VERSION,
         "config": config.to_dict(),
@@ -39,8 +39,12 @@ def save_weights(
         "n_actions": n_actions,
         "state_dict": state_dict,
     }
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a torn file behind
+        raise
 
 
 class GreedyPolicy:

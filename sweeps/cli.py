@@ -75,7 +75,9 @@ def _add_analysis_commands(commands: argparse._SubParsersAction[argparse.Argumen
     """Register `plot` and `summary` from the analysis package, where it provides them."""
     try:
         from analysis.cli import add_plot_parser, add_summary_parser
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "analysis":
+            raise  # the package is there but broken (a missing plotting library): say so
         return
     add_plot_parser(commands)
     add_summary_parser(commands)
@@ -145,8 +147,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code
-
-
-def run_cli() -> None:
-    """Console-script entry point: exit with `main`'s code."""
-    sys.exit(main())

@@ -370,6 +370,8 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[dict[str,
                     log_to_driver=False,
                 )
         except (ConnectionError, ValueError, RuntimeError) as exc:
+            if target is None:
+                raise InputError(f"could not start a local Ray instance: {exc}") from exc
             raise InputError(f"--address {target}: cannot connect to a Ray cluster: {exc}") from exc
         started = True
     try:

@@ -48,6 +48,8 @@ BUDGET_KEYS = tuple(f.name for f in dataclasses.fields(Budget))
 EVAL_KEYS = tuple(f.name for f in dataclasses.fields(EvalSettings))
 RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_in_flight")
 AGENT_SECTIONS = ("agent", "grid", "variants")
+MAX_SEED = 2**63
+"""Seeds are stored as 64-bit signed integers in the results."""
 
 # Folder names and variant names end up in paths and in comma-separated labels.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -293,6 +295,8 @@ def _parse_env(value: object, p: _Problems, *, check: bool) -> str:
             make_env(value).close()
         except UnsupportedEnvError as exc:
             p.add("env", str(exc))
+        except Exception as exc:  # gymnasium's own errors, or a 'module:Id' that fails to import
+            p.add("env", f"gymnasium cannot make {value!r}: {type(exc).__name__}: {exc}")
     return value
 
 
@@ -308,8 +312,9 @@ def _parse_seeds(value: object, p: _Problems) -> tuple[int, ...]:
         return ()
     seen: dict[int, int] = {}
     for i, seed in enumerate(value):
-        if not _is_int(seed) or seed < 0:
-            p.add(f"seeds[{i}]", f"{_describe(seed)} is not an integer >= 0")
+        if not _is_int(seed) or not 0 <= seed < MAX_SEED:
+            shown = str(seed) if _is_int(seed) else _describe(seed)
+            p.add(f"seeds[{i}]", f"{shown} is not an integer from 0 to 2**63 - 1")
         elif seed in seen:
             p.add(
                 f"seeds[{i}]",
@@ -326,6 +331,9 @@ def _parse_budget(value: object, p: _Problems) -> Budget | None:
         return None
     _check_keys(value, BUDGET_KEYS, "budget", p)
     values = {k: v for k, v in value.items() if k in BUDGET_KEYS}
+    if not values:
+        p.add("budget", f"empty: {REQUIRED_KEYS['budget']}")
+        return None
     if "env_steps" not in values and "episodes" in values:
         values["env_steps"] = None  # a budget in episodes replaces the default in env steps
     return _build_settings(Budget, values, "budget", p)
@@ -349,11 +357,25 @@ def _build_settings(
     try:
         return cls(**values)
     except ValueError as exc:
-        # The dataclass names its field as 'budget.env_steps=...'; use that as the key path.
+        # The dataclass names its field as 'budget.env_steps=...': that is the key path.
         message = str(exc)
-        named = re.match(rf"({re.escape(path)}\.\w+)=", message)
-        p.add(named.group(1) if named else path, message)
+        named = re.match(rf"({re.escape(path)}\.(\w+))=", message)
+        if named is None:
+            p.add(path, message)
+            return None
+        value = values.get(named.group(2))
+        p.add(named.group(1), message[named.end() :] + _yaml_number_hint(value))
         return None
+
+
+def _yaml_number_hint(value: object) -> str:
+    """Why a number came out as text: YAML 1.1 reads 3e5 (no dot, no sign) as a string."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+            shown = f"{int(number)}" if number.is_integer() else repr(number)
+            return f" (YAML read {value} as text: write {shown})"
+    return ""
 
 
 def _parse_resources(value: object, p: _Problems) -> Resources | None:
@@ -557,10 +579,17 @@ def _add_config_problem(message: str, paths: Mapping[str, str], p: _Problems) ->
     named = sorted(
         (m.start(), key) for key in paths if (m := re.search(rf"\b{key}\b", message)) is not None
     )
+    # AgentConfig's messages start 'key=value is invalid'; that key may be a default.
+    first = re.match(r"(\w+)=", message)
+    if first is not None and first.group(1) not in paths:
+        message += f" ({first.group(1)} is at its default: set agent.{first.group(1)})"
     if named:
-        p.add(paths[named[0][1]], message)
+        key = named[0][1]
+        if first is not None and first.group(1) == key:
+            message = message[first.end() :]  # the key path says which key already
+        p.add(paths[key], message)
     else:
-        p.add("agent", f"{message} (a default value: set it under agent)")
+        p.add("agent", message)
 
 
 def _label_value(value: object) -> str:

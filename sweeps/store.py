@@ -152,6 +152,19 @@ class ResultsFolder:
         }
 
 
+def _check_can_create(root: Path) -> None:
+    """Refuse before the run an --out that cannot hold the results folder."""
+    parent = root.parent
+    while not parent.exists():  # the folders `mkdir -p` would make
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ResumeError(f"--out: {parent} is a file, not a folder; choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ResumeError(
+            f"--out: no permission to create folders in {parent}; choose another --out"
+        )
+
+
 def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[str]:
     """Check that running `spec` into `folder` keeps every trial there; reads, never writes.
 
@@ -161,9 +174,12 @@ def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[
     """
     root = folder.root
     if not root.exists():
+        _check_can_create(root)
         return set()
     if not root.is_dir():
         raise ResumeError(f"{root} exists and is not a folder; choose another --out")
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ResumeError(f"{root}: no permission to write there; choose another --out")
     if not folder.spec_path.exists():
         if any(not name.startswith(".") for name in os.listdir(root)):
             raise ResumeError(

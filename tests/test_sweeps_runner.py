@@ -121,10 +121,17 @@ def test_fresh_with_a_bad_spec_deletes_nothing(copy: Path) -> None:
 
 
 def test_grouped_seeds_give_the_same_results(finished: Path, tmp_path: Path) -> None:
-    out = tmp_path / "grouped"
-    assert main(["run", str(finished / "spec.yaml"), "--out", str(out), "--group-size", "2"]) == 0
-    alone = pd.read_parquet(finished / "results" / "tiny" / "evals")
-    grouped = pd.read_parquet(out / "tiny" / "evals")
+    out = tmp_path / "alone"
+    assert main(["run", str(finished / "spec.yaml"), "--out", str(out), "--group-size", "1"]) == 0
+
+    def units(folder: Path) -> list[int]:
+        return list(json.loads((folder / "manifest.json").read_text())["runs"][-1]["units"])
+
+    # The same trials, trained in different groupings: the default plan trains both seeds of
+    # each configuration in one task on this 2-CPU Ray instance.
+    assert units(finished / "results" / "tiny") == [2, 2] and units(out / "tiny") == [1] * 4
+    grouped = pd.read_parquet(finished / "results" / "tiny" / "evals")
+    alone = pd.read_parquet(out / "tiny" / "evals")
     columns = ["trial_id", "env_step", "eval_return_mean", "episodes_done"]
     key = ["trial_id", "env_step"]
     pd.testing.assert_frame_equal(

@@ -92,6 +92,22 @@ BAD_SPECS = [
         "also given under agent",
     ),
     ("not a mapping", "- just\n- a list\n", "", "expected a mapping"),
+    ("empty budget", _with(budget={}), "budget", "give budget: {env_steps: N}"),
+    (
+        "number YAML reads as text",
+        _with(budget={"env_steps": "3e5"}),
+        "budget.env_steps: '3e5' is invalid",
+        "YAML read 3e5 as text: write 300000",
+    ),
+    (
+        "a default that clashes",
+        _with(agent={"buffer_size": 10}),
+        "agent.buffer_size",
+        "batch_size is at its default: set agent.batch_size",
+    ),
+    ("seed too large for the results", _with(seeds=[2**63]), "seeds[0]", "2**63 - 1"),
+    ("negative seed", _with(seeds=[-1]), "seeds[0]", "from 0 to"),
+    ("env module that fails to import", _with(env="no_such_module:Foo-v0"), "env", "no_such"),
     ("key given twice", VALID + "seeds: 3\n", "line 9", "duplicate key 'seeds'"),
 ]
 

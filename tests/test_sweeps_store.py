@@ -219,6 +219,14 @@ def test_fresh_ignores_the_old_trials(folder: ResultsFolder) -> None:
     assert folder.spec_path.read_text() == changed.text
 
 
+def test_an_out_that_cannot_hold_folders_is_refused_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("precious")
+    for out in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "deeper"):
+        with pytest.raises(ResumeError, match=r"notes\.txt is a file, not a folder.*--out"):
+            check_resume(ResultsFolder(out / "store"), _spec(), fresh=False)
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
 def test_a_folder_of_something_else_is_never_touched(tmp_path: Path) -> None:
     (tmp_path / "store").mkdir()
     (tmp_path / "store" / "thesis.tex").write_text("precious")
