@@ -29,8 +29,9 @@ rename):
                              counts as infinitely late (censored at its budget), so this is
                              null unless more than half the seeds reach it
 ``n_reached_threshold``      seeds that reached the threshold
-``wall_s``                   mean wall-clock seconds per complete trial
-``env_steps_per_s``          mean environment steps per second per complete trial
+``wall_s``                   mean over complete trials of the wall-clock seconds of the
+                             task that trained each (seeds trained together share one)
+``env_steps_per_s``          mean over complete trials of ``env_steps / wall_s``
 ===========================  ==============================================================
 
 Unknown values (no complete seed, no threshold, an older folder without timings) are NaN in

@@ -111,6 +111,7 @@ def run_unit(unit: Sequence[TrialSpec], cpus: float, faults: Faults | None) -> l
                 spec=spec,
                 status="failed",
                 error=error,
+                group_size=len(unit),
                 host=host,
                 node_id=node_id,
                 attempts=attempts,
@@ -127,6 +128,7 @@ def run_unit(unit: Sequence[TrialSpec], cpus: float, faults: Faults | None) -> l
             obs_dim=result.obs_dim,
             n_actions=result.n_actions,
             wall_s=result.wall_s,
+            group_size=len(unit),
             env_steps=result.env_steps,
             host=host,
             node_id=node_id,
@@ -336,7 +338,9 @@ def _collect(ref: Any, unit: Unit) -> list[TrialOutcome]:
         attempts = 1 if isinstance(exc, ray.exceptions.RayTaskError) else MAX_RETRIES + 1
         error = f"{type(exc).__name__}: {exc}"
         return [
-            TrialOutcome(spec=spec, status="failed", error=error, attempts=attempts)
+            TrialOutcome(
+                spec=spec, status="failed", error=error, group_size=len(unit), attempts=attempts
+            )
             for spec in unit
         ]
 

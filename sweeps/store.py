@@ -99,7 +99,9 @@ class TrialOutcome:
     obs_dim: int = 0
     n_actions: int = 0
     wall_s: float = math.nan
-    """Seconds the trial took (the whole group's, when seeds trained together)."""
+    """Seconds the task that trained the trial took: shared by the `group_size` seeds in it."""
+    group_size: int = 1
+    """Seeds of the configuration trained together with this one, in one task (itself included)."""
     env_steps: int = 0
     host: str = ""
     node_id: str = ""
@@ -366,6 +368,7 @@ def trial_row(outcome: TrialOutcome) -> dict[str, Any]:
         "final_eval_return": outcome.final_eval_return,
         "n_episodes": 0 if outcome.episodes is None else len(outcome.episodes),
         "wall_s": outcome.wall_s,
+        "group_size": outcome.group_size,
         "env_steps": outcome.env_steps,
         "env_steps_per_s": steps_per_s,
         "host": outcome.host,
@@ -396,6 +399,7 @@ def _column_types() -> dict[str, str]:
         "final_eval_return": "float64",
         "n_episodes": "int64",
         "wall_s": "float64",
+        "group_size": "Int64",  # missing in rows written before the column existed
         "env_steps": "int64",
         "env_steps_per_s": "float64",
         "host": "str",

@@ -130,6 +130,8 @@ def test_grouped_seeds_give_the_same_results(finished: Path, tmp_path: Path) -> 
     # The same trials, trained in different groupings: the default plan trains both seeds of
     # each configuration in one task on this 2-CPU Ray instance.
     assert units(finished / "results" / "tiny") == [2, 2] and units(out / "tiny") == [1] * 4
+    for folder, size in ((finished / "results" / "tiny", 2), (out / "tiny", 1)):
+        assert (pd.read_parquet(folder / "trials.parquet")["group_size"] == size).all()
     grouped = pd.read_parquet(finished / "results" / "tiny" / "evals")
     alone = pd.read_parquet(out / "tiny" / "evals")
     columns = ["trial_id", "env_step", "eval_return_mean", "episodes_done"]
