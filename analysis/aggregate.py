@@ -1,7 +1,7 @@
 """Aggregates over seeds: curves with bands, per-trial scores and the summary table.
 
-Every interval is a percentile bootstrap over seeds (`analysis.stats.bootstrap_ci`) drawn from
-the generator passed in, so results are reproducible.
+Every interval is a bootstrap over seeds (`analysis.stats.bootstrap_ci`: the expanded percentile
+interval, NaN for a single seed) drawn from the generator passed in, so results are reproducible.
 
 Summary table (`summary_table`; `dqn-sweep summary --format json` writes it as a list of
 objects). One row per configuration and environment; these keys are a contract (add, never

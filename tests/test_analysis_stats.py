@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -51,6 +52,38 @@ def test_interval_of_the_mean_covers_the_true_mean_95_percent_of_the_time(name: 
     assert 0.93 <= covered / REPETITIONS <= 0.97
 
 
+# Few seeds, the counts sweeps use. Each column of the (n, 2000) array is one experiment (the
+# standard error of a coverage rate is then about 0.6 points). Measured over three data seeds:
+#   5 seeds:  percentile 0.84 normal, 0.81-0.83 gamma; expanded 0.91-0.92 normal, 0.90-0.91 gamma
+#   10 seeds: percentile 0.90-0.91 normal, 0.88-0.89 gamma; expanded 0.94-0.95 normal, 0.93 gamma
+@pytest.mark.parametrize(
+    ("n", "at_least", "percentile_below"), [(5, 0.88, 0.86), (10, 0.915, 0.92)]
+)
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_the_expanded_interval_mends_the_coverage_of_few_seeds(
+    name: str, n: int, at_least: float, percentile_below: float
+) -> None:
+    draw, true_mean = DISTRIBUTIONS[name]
+    data = np.random.default_rng(99)
+    x = np.stack([draw(data, 2000) for _ in range(n)])  # (n seeds, 2000 experiments)
+
+    def coverage(method: Literal["expanded", "percentile"]) -> float:
+        interval = bootstrap_ci(x, mean, rng=np.random.default_rng(5), method=method)
+        return float(np.mean((interval.low <= true_mean) & (true_mean <= interval.high)))
+
+    assert coverage("percentile") < percentile_below
+    assert at_least <= coverage("expanded") <= 0.97
+
+
+def test_one_seed_has_no_interval() -> None:
+    for statistic in (mean, iqm):
+        est, low, high = bootstrap_ci(
+            np.array([[3.0, 4.0]]), statistic, rng=np.random.default_rng(0)
+        )
+        np.testing.assert_array_equal(est, [3.0, 4.0])
+        assert np.isnan(low).all() and np.isnan(high).all()
+
+
 @pytest.mark.parametrize("statistic", ["mean", "iqm"])
 def test_interval_agrees_with_scipy_percentile_bootstrap(statistic: str) -> None:
     ours_stat = mean if statistic == "mean" else iqm
@@ -63,7 +96,9 @@ def test_interval_agrees_with_scipy_percentile_bootstrap(statistic: str) -> None
     data_rng = np.random.default_rng(7)
     for k in range(5):
         x = data_rng.gamma(2.0, 10.0, size=20)
-        ours = bootstrap_ci(x, ours_stat, rng=np.random.default_rng(k), n_resamples=10_000)
+        ours = bootstrap_ci(
+            x, ours_stat, rng=np.random.default_rng(k), n_resamples=10_000, method="percentile"
+        )
         theirs = scipy.stats.bootstrap(
             (x,),
             scipy_stat,
@@ -103,7 +138,7 @@ def test_bootstrap_does_not_touch_numpy_global_state() -> None:
 def test_interval_contains_the_estimate_for_many_random_inputs() -> None:
     rng = np.random.default_rng(11)
     for trial in range(300):
-        n_seeds = int(rng.integers(1, 12))
+        n_seeds = int(rng.integers(2, 12))
         n_points = int(rng.integers(1, 6))
         kind = trial % 3
         if kind == 0:  # heavy tails
