@@ -19,7 +19,7 @@ from dqn_agent.config import (
     hidden_sizes_text,
 )
 from dqn_agent.envs import UnsupportedEnvError, make_env
-from dqn_agent.train import Progress, TrialResult, train, train_group
+from dqn_agent.training import Progress, TrialResult, train, train_group
 
 __all__ = [
     "PRESETS",

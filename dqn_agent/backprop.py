@@ -44,7 +44,8 @@ class Backprop:
         self.h = [buffer(batch_size, width) for width in widths]
         """h_1 .. h_L: outputs of the hidden layers, after the ReLU."""
         self.dz = [buffer(batch_size, width) for width in widths]
-        """dz_1 .. dz_L: gradients at the hidden layers' outputs, before the ReLU."""
+        """dz_0 .. dz_{L-1}: gradients of the loss with respect to z_i = h_i W_i + b_i, each
+        hidden layer's pre-activation (dz_i has the shape of h_{i+1})."""
         self.obs = buffer(batch_size, net.layers()[0].weight.shape[1])
         for p in net.parameters():
             if p.grad is None:  # kept if present: see `networks.flatten_parameters`
@@ -52,6 +53,10 @@ class Backprop:
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values (K, batch, n_actions) for observations (K, batch, obs_dim)."""
+        if obs.shape != self.obs.shape:  # copy_ would broadcast a wrong batch silently
+            raise ValueError(
+                f"expected observations {tuple(self.obs.shape)}, got {tuple(obs.shape)}"
+            )
         with torch.no_grad():
             self.obs.copy_(obs)
             x = self.obs
@@ -103,7 +108,10 @@ def _head_backward(head: StackedLinear, x: torch.Tensor, grad_out: torch.Tensor)
     (made by `zeros_like`). Its dW^T = grad_out^T x is written there directly, with the wide
     input axis last, which CPU matrix kernels run fastest."""
     assert head.weight.grad is not None and head.bias.grad is not None
-    if head.out_major:
+    if head.weight.shape[2] == 1:  # V(s): as in `StackedLinear.forward`, the same for any K
+        torch.sum(grad_out * x, dim=1, keepdim=True, out=head.weight.grad.transpose(1, 2))
+        torch.sum(grad_out, dim=1, keepdim=True, out=head.bias.grad)
+    elif head.out_major:
         torch.bmm(grad_out.transpose(1, 2), x, out=head.weight.grad.transpose(1, 2))
         torch.sum(grad_out, dim=1, keepdim=True, out=head.bias.grad)
     else:

@@ -37,13 +37,16 @@ class AgentConfig:
     buffer_size: int = 100_000
     """Capacity of the replay buffer in transitions (oldest overwritten first)."""
     learning_starts: int = 1_000
-    """Env steps of pure exploration before the first gradient step."""
+    """Env steps before the first gradient step, filling the replay buffer. Actions follow the
+    epsilon schedule, which starts at step 0, so they are mostly (not purely) random."""
     train_every: int = 256
     """Env steps between two rounds of gradient steps."""
     gradient_steps: int = 128
     """Gradient steps in each round."""
     target_update_every: int = 10
-    """Env steps between two target-network updates (a copy, or a Polyak step if tau < 1)."""
+    """Env steps between two target-network updates (a copy, or a Polyak step if tau < 1),
+    counted in env steps as in Stable-Baselines3, not in gradient steps. With gradient steps in
+    rounds (train_every > 1), every update of a round uses the target from before the round."""
     tau: float = 1.0
     """Target update rate in (0, 1]: 1 copies the online weights, smaller values blend them in."""
     loss: LossName = "huber"
@@ -137,16 +140,22 @@ def _check_int(name: str, value: object, *, minimum: int) -> None:
         raise _fail(name, value, f"integers >= {minimum}")
 
 
+DEFAULT_ENV_STEPS = 50_000
+"""A trial's budget when its spec gives none."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Budget:
     """How long a trial trains: a number of env steps, or of finished training episodes."""
 
-    env_steps: int | None = 50_000
-    """Env steps to train for (None when the budget is in episodes)."""
+    env_steps: int | None = None
+    """Env steps to train for (None when the budget is in episodes); 50,000 if neither is given."""
     episodes: int | None = None
     """Training episodes to finish (None when the budget is in env steps)."""
 
     def __post_init__(self) -> None:
+        if self.env_steps is None and self.episodes is None:
+            object.__setattr__(self, "env_steps", DEFAULT_ENV_STEPS)  # frozen: set once, here
         if (self.env_steps is None) == (self.episodes is None):
             raise ValueError("budget: give exactly one of env_steps or episodes")
         if self.env_steps is not None:

@@ -10,28 +10,30 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 NARROW = 16
-"""Layers with fewer outputs than this (the Q-value heads) store their weights transposed, and
-are evaluated transposed for batches at least this large (see `StackedLinear`)."""
+"""Layers with fewer outputs than this (the Q-value heads, and any hidden layer as narrow) store
+their weights transposed, and are evaluated transposed for batches at least this large (see
+`StackedLinear`)."""
 
 
 class StackedLinear(nn.Module):
     """K independent affine maps y_k = x_k W_k + b_k, evaluated as one batched product.
 
-    The weight has shape (K, in, out). A narrow layer (a Q-value head, with one output per
-    action) keeps it in memory transposed, as (K, out, in) seen through a transposed view, as
-    `nn.Linear` does. CPU matrix kernels vectorise along the last axis of their result, and one
-    with a handful of outputs there wastes most of each vector; with the weight stored this way,
-    the products of a training batch can be computed transposed, with the long axis last, from
-    contiguous operands. Measured on a (10, 64, 64) batch into 2 outputs, that ran three times
-    faster, and its weight gradient twice as fast (see `dqn_agent.backprop`).
+    The weight has shape (K, in, out). A narrow layer (fewer than `NARROW` outputs: a Q-value
+    head, with one output per action, or a narrow hidden layer) keeps it in memory transposed,
+    as (K, out, in) seen through a transposed view, as `nn.Linear` does. CPU matrix kernels
+    vectorise along the last axis of their result, and one with a handful of outputs there
+    wastes most of each vector; with the weight stored this way, the products of a training
+    batch can be computed transposed, with the long axis last, from contiguous operands.
+    Measured on a (10, 64, 64) batch into 2 outputs, that ran three times faster, and its weight
+    gradient twice as fast (see `dqn_agent.backprop`).
     """
 
     def __init__(self, n_agents: int, fan_in: int, fan_out: int) -> None:
@@ -57,6 +59,12 @@ class StackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(K, batch, in) @ (K, in, out) + (K, 1, out) -> (K, batch, out)."""
+        if self.weight.shape[2] == 1:
+            # One output (a dueling network's V(s)): a dot product per row. A batched product
+            # of that shape rounds differently for one agent than for several (torch passes a
+            # lone matrix-vector product to another kernel), and an agent's results must not
+            # depend on its group, so the sum is written out; it is the same for any K.
+            return torch.sum(x * self.weight.transpose(1, 2), dim=-1, keepdim=True) + self.bias
         if self.out_major and x.shape[1] >= NARROW:
             # (K, out, in) @ (K, in, batch) + (K, out, 1): the same sums, the batch axis last.
             # The result is returned as a transposed view. Small batches (acting, evaluation)
@@ -88,7 +96,6 @@ class QNetwork(nn.Module):
             StackedLinear(n_agents, fan_in, fan_out)
             for fan_in, fan_out in itertools.pairwise(widths)
         )
-        self.dueling = dueling
         self.advantage = StackedLinear(n_agents, widths[-1], n_actions)
         self.value = StackedLinear(n_agents, widths[-1], 1) if dueling else None
 
@@ -99,7 +106,7 @@ class QNetwork(nn.Module):
 
     def hidden_layers(self) -> list[StackedLinear]:
         """The hidden affine layers, input side first; each is followed by a ReLU."""
-        return [layer for layer in self.hidden if isinstance(layer, StackedLinear)]
+        return list(cast("Iterable[StackedLinear]", self.hidden))  # a ModuleList of them
 
     def layers(self) -> list[StackedLinear]:
         """All affine layers, input side first, heads last."""
@@ -156,6 +163,11 @@ class HostQNetwork:
         return q
 
 
+FLAT_ALIGN = 64
+"""Elements the flat parameter buffer is padded to a multiple of: whole SIMD vectors (16 float32
+with AVX-512), twice over for unrolled loops, with room to spare."""
+
+
 def flatten_parameters(net: nn.Module) -> nn.Parameter:
     """Move every parameter of `net` into one flat buffer, and give each a `.grad` in a second
     one; return the first as a single parameter whose `.grad` is the second.
@@ -164,10 +176,18 @@ def flatten_parameters(net: nn.Module) -> nn.Parameter:
     the network computes as before. Adam is elementwise: stepping the flat parameter updates
     every weight exactly as stepping each would, but with the optimizer's bookkeeping done once
     instead of once per weight and bias, which for a small network costs more than the update.
+
+    The buffer is padded with zeros (which Adam leaves at zero) to a multiple of `FLAT_ALIGN`
+    elements. Torch's fused CPU Adam updates most elements in SIMD vectors and the last few,
+    past the last whole vector, one at a time, and the two ways round differently. Where an
+    agent's weights fall in the buffer depends on how many agents share it, so without the
+    padding a seed's weights could depend on its group.
     """
     params = list(net.parameters())
     first = params[0]
-    flat = torch.empty(sum(p.numel() for p in params), device=first.device, dtype=first.dtype)
+    size = sum(p.numel() for p in params)
+    padded = -(-size // FLAT_ALIGN) * FLAT_ALIGN
+    flat = torch.zeros(padded, device=first.device, dtype=first.dtype)
     flat_grad = torch.zeros_like(flat)
     offset = 0
     for p in params:

@@ -62,7 +62,7 @@ class GymnasiumVectorEnv:
         self.obs_dim, self.n_actions = space_sizes(probe)
         probe.close()
         self.n_envs = len(seeds)
-        self.seeds: list[int | None] = list(seeds)
+        self.seeds: list[int | None] = list(seeds)  # the type gymnasium's reset asks for
         self.device = device
         self.envs = gym.vector.SyncVectorEnv(
             [lambda: gym.make(env_id) for _ in seeds], autoreset_mode=AutoresetMode.SAME_STEP
@@ -150,12 +150,15 @@ class TorchCartPole:
 
     Start states are uniform in [-0.05, 0.05]^4 as in gymnasium, drawn for copy k from its own
     CPU generator (seeded with `seeds[k]`) in blocks, and used on the device by episode count,
-    so that stepping never waits for the host.
+    so that stepping never waits for the host. A fresh block is drawn every `REFILL_EVERY`
+    steps, a fixed schedule, so a copy's start states depend on its seed alone.
     """
 
     BLOCK = 64
-    """Start states drawn per copy at a time; a copy that ends more episodes between two
-    refills than this reuses the last one (CartPole episodes last at least 8 steps)."""
+    """Start states drawn per copy at a time."""
+    REFILL_EVERY = 256
+    """Steps between refills. A CartPole episode lasts at least 8 steps, so at most 32 end
+    between two refills: a block never runs out."""
 
     def __init__(self, seeds: Sequence[int], *, device: torch.device) -> None:
         self.n_envs, self.obs_dim, self.n_actions = len(seeds), 4, 2
@@ -168,10 +171,10 @@ class TorchCartPole:
         self._first_start = torch.arange(self.n_envs, device=device) * self.BLOCK
         """Where each copy's block begins in the start states viewed as one column of rows."""
         self._reward = torch.ones(self.n_envs, device=device)  # +1 for every step, read-only
+        self._steps = 0  # since the last reset
 
     def refill_starts(self) -> None:
-        """Draw a fresh block of start states per copy. Called on a fixed schedule of steps
-        (by the trainer), so a copy's start states depend on its seed alone."""
+        """Draw a fresh block of start states per copy."""
         block = [
             torch.rand(self.BLOCK, 4, generator=g, dtype=torch.float64) * 0.1 - 0.05
             for g in self.generators
@@ -191,9 +194,13 @@ class TorchCartPole:
             torch.ones(self.n_envs, dtype=torch.bool, device=self.device)
         )
         self.elapsed.zero_()
+        self._steps = 0
         return self.state.float()
 
     def step(self, actions: torch.Tensor) -> StepResult:
+        if self._steps > 0 and self._steps % self.REFILL_EVERY == 0:
+            self.refill_starts()
+        self._steps += 1
         next_state, terminated = step_cartpole(self.state, actions)
         self.elapsed += 1
         truncated = self.elapsed >= MAX_EPISODE_STEPS  # as TimeLimit: may coincide with a fall

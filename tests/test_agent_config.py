@@ -54,7 +54,9 @@ def test_budget_needs_exactly_one_measure() -> None:
     with pytest.raises(ValueError, match="exactly one of env_steps or episodes"):
         Budget(env_steps=100, episodes=3)
     with pytest.raises(ValueError, match=r"budget\.episodes"):
-        Budget(env_steps=None, episodes=0)
+        Budget(episodes=0)
+    assert Budget() == Budget(env_steps=50_000)  # the default measure
+    assert (Budget(episodes=10).env_steps, Budget(episodes=10).episodes) == (None, 10)
     with pytest.raises(ValueError, match=r"eval\.every_steps"):
         EvalSettings(every_steps=0)
 
@@ -66,27 +68,6 @@ def test_trial_id_depends_on_content_not_on_device_or_label() -> None:
     assert TrialSpec(env_id="CartPole-v1", seed=4).trial_id != spec.trial_id
     changed = TrialSpec(env_id="CartPole-v1", seed=3, agent=AgentConfig(lr=1e-3))
     assert changed.trial_id != spec.trial_id
-
-
-def test_course_experiment_is_expressible_by_settings_alone() -> None:
-    for sizes in [(64,), (256,), (64, 64), (256, 256)]:
-        config = AgentConfig(
-            hidden_sizes=sizes,
-            lr=1e-3,
-            batch_size=64,
-            buffer_size=5000,
-            gamma=0.99,
-            target_update_every=50,
-            tau=1.0,
-            epsilon_start=1.0,
-            epsilon_end=0.05,
-            epsilon_schedule="exponential",
-            epsilon_decay_steps=750,
-            loss="mse",
-            train_every=1,
-            gradient_steps=1,
-        )
-        assert config.hidden_sizes == sizes
 
 
 def test_presets_are_valid_and_cartpole_is_the_default() -> None:

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from dqn_agent.networks import HostQNetwork, QNetwork, flatten_parameters
+from dqn_agent.networks import FLAT_ALIGN, HostQNetwork, QNetwork, flatten_parameters
 from dqn_agent.optimizer import FlatAdam
 
 
@@ -24,7 +24,10 @@ def test_flattened_parameters_are_views_of_one_buffer_with_their_layout_kept() -
     obs = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(9))
     flat = flatten_parameters(net)
 
-    assert flat.numel() == sum(p.numel() for p in before.parameters())
+    size = sum(p.numel() for p in before.parameters())
+    # Padded with zeros to whole SIMD blocks, so that fused Adam treats every weight alike.
+    assert flat.numel() % FLAT_ALIGN == 0 and size <= flat.numel() < size + FLAT_ALIGN
+    assert not flat[size:].any()
     for (name, p), p_before in zip(net.named_parameters(), before.parameters(), strict=True):
         assert torch.equal(p, p_before), name
         assert p.stride() == p_before.stride(), name  # a head's transposed storage survives

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
 import pytest
 import torch
 
-from dqn_agent import AgentConfig, Budget, EvalSettings, Progress, TrialSpec, train, train_group
+from dqn_agent import (
+    AgentConfig,
+    Budget,
+    EvalSettings,
+    Progress,
+    TrialSpec,
+    train,
+    train_group,
+    training,
+)
+from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.evaluation import greedy_policy
 from dqn_agent.networks import QNetwork, flatten_parameters
-from dqn_agent.train import _Policy, flush_denormals
+from dqn_agent.training import _Policy, flush_denormals
 
 # Small and quick: learning starts early and updates every step.
 QUICK = AgentConfig(
@@ -60,17 +71,94 @@ def test_different_seeds_give_different_returns() -> None:
     assert a.episodes["episode_return"].tolist() != b.episodes["episode_return"].tolist()
 
 
-@pytest.mark.parametrize("changes", [{}, {"double": True, "dueling": True, "tau": 0.01}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"double": True, "dueling": True, "tau": 0.01},
+        {"hidden_sizes": (50, 30), "loss": "huber", "max_grad_norm": 1.0},
+    ],
+)
 def test_a_seed_trains_the_same_alone_or_in_a_group(changes: dict[str, Any]) -> None:
-    group = train_group([_spec(seed, **changes) for seed in (5, 6, 7)])
+    group = train_group([_spec(seed, **changes) for seed in range(5, 13)])  # a group of 8
     alone = train(_spec(6, **changes))
     pd.testing.assert_series_equal(
         group[1].episodes["episode_return"], alone.episodes["episode_return"]
     )
-    pd.testing.assert_series_equal(
-        group[1].evals["eval_return_mean"], alone.evals["eval_return_mean"]
+    # Every logged figure and every final weight, not only returns: a leak between agents that
+    # leaves returns unchanged (a gradient clipped by the whole group's norm) still shows here.
+    pd.testing.assert_frame_equal(
+        group[1].evals.drop(columns=["wall_s", "trial_id"]),
+        alone.evals.drop(columns=["wall_s", "trial_id"]),
     )
+    for name, tensor in alone.state_dict.items():
+        assert torch.equal(group[1].state_dict[name], tensor), name
     assert group[0].episodes["episode_return"].tolist() != alone.episodes["episode_return"].tolist()
+
+
+# (Huber is not here: while every TD error is below 1, its gradient is MSE's halved, and Adam's
+# steps do not change when every gradient is scaled by one factor, so the weights would match.)
+@pytest.mark.parametrize("changes", [{"double": True}, {"tau": 0.05}, {"dueling": True}])
+def test_each_setting_reaches_the_training(changes: dict[str, Any]) -> None:
+    # Rare target copies: right after one, online and target networks agree, and Double DQN's
+    # choice of next action is DQN's.
+    slow = {"target_update_every": 300}
+    plain, changed = train(_spec(2, 600, **slow)), train(_spec(2, 600, **slow, **changes))
+    common = plain.state_dict.keys() & changed.state_dict.keys()  # dueling adds value.*
+    assert all(not torch.equal(plain.state_dict[k], changed.state_dict[k]) for k in common)
+
+
+class _StoredTransitions:
+    """Stands in for ReplayBuffer in a training run and keeps what `add` was given."""
+
+    def __init__(self) -> None:
+        self.next_obs: list[torch.Tensor] = []
+        self.terminated: list[torch.Tensor] = []
+
+    def spy_on(self, buffer_class: type[ReplayBuffer]) -> type[ReplayBuffer]:
+        record = self
+
+        class Spy(buffer_class):  # type: ignore[valid-type, misc]
+            def add(self, obs: Any, actions: Any, rewards: Any, next_obs: Any, term: Any) -> None:
+                record.next_obs.append(next_obs[0].clone())
+                record.terminated.append(term[0].clone())
+                super().add(obs, actions, rewards, next_obs, term)
+
+        return Spy
+
+
+@pytest.mark.parametrize("env_id", ["MountainCar-v0", "CartPole-v1"])
+def test_a_time_limit_bootstraps_and_a_real_ending_does_not(
+    env_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the trainer stores at an episode's end: the state the action led to (never the next
+    episode's start), flagged terminal only when the episode really ended, not when the time
+    limit cut it. MountainCar under random play only ever hits its 200-step limit; CartPole's
+    pole falls."""
+    stored = _StoredTransitions()
+    monkeypatch.setattr(training, "ReplayBuffer", stored.spy_on(ReplayBuffer))
+    result = train(_spec(0, steps=450) if env_id == "CartPole-v1" else _other_env(env_id, 450))
+    ends = result.episodes["env_step"].to_numpy() - 1  # index of each episode's last step
+    assert len(ends) >= 2
+    terminated = torch.stack(stored.terminated)
+    final = torch.stack(stored.next_obs)[ends]
+    if env_id == "MountainCar-v0":  # truncated at 200 and 400 steps
+        assert ends.tolist() == [199, 399] and not terminated.any()
+        assert (final[:, 1] != 0).all()  # moving: a start state has velocity 0
+    else:
+        assert terminated[ends].all() and int(terminated.sum()) == len(ends)
+        fell = (final[:, 0].abs() > 2.4) | (final[:, 2].abs() > 0.2095)
+        assert fell.all()  # a start state is within 0.05 of upright
+
+
+def _other_env(env_id: str, steps: int) -> TrialSpec:
+    return TrialSpec(
+        env_id=env_id,
+        agent=QUICK,
+        seed=0,
+        budget=Budget(env_steps=steps),
+        eval=EvalSettings(every_steps=steps, episodes=1),
+    )
 
 
 def _is_flushed(x: float) -> bool:
@@ -151,7 +239,12 @@ def test_other_discrete_envs_train(env_id: str) -> None:
         budget=Budget(env_steps=300),
         eval=EvalSettings(every_steps=300, episodes=1),
     )
-    assert train(spec).evals["env_step"].tolist() == [0, 300]
+    evals = train(spec).evals
+    assert evals["env_step"].tolist() == [0, 300]
+    # Updates ran (learning starts at 100) and their figures are finite numbers.
+    last = evals.iloc[-1]
+    assert math.isfinite(last["td_loss"]) and math.isfinite(last["q_mean"])
+    assert math.isfinite(last["eval_return_mean"])
 
 
 def test_agent_clears_a_reward_threshold_on_cartpole_within_a_small_budget() -> None:

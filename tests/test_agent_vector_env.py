@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from dqn_agent.evaluation import TorchCartPoleEvaluator, greedy_policy
+from dqn_agent.networks import QNetwork
 from dqn_agent.vector_env import (
     GymnasiumVectorEnv,
     TorchCartPole,
@@ -49,6 +51,43 @@ def test_torch_cartpole_matches_gymnasium_step_by_step() -> None:
         if terminated or truncated:
             obs, _ = env.reset()
     assert terminations > 5 and truncations > 5  # both kinds of ending were compared
+
+
+def test_torch_cartpole_running_on_its_own_matches_gymnasium() -> None:
+    """The same comparison without help: our env keeps its own step counter and start states
+    across episodes (gymnasium's copy is only put in each of our start states), so the
+    500-step limit, its reset and the refills of start states are compared as well."""
+    ours = TorchCartPole([3], device=CPU)
+    obs = ours.reset()[0].numpy()
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    env.unwrapped.state = ours.state[0].numpy().copy()  # type: ignore[attr-defined]
+    rng = np.random.default_rng(1)
+    endings: list[str] = []
+    for _ in range(12_000):
+        balance = len(endings) % 2 == 0
+        action = int(obs[2] + 0.5 * obs[3] > 0) if balance else int(rng.integers(2))
+        out = ours.step(torch.tensor([action]))
+        expected, reward, terminated, truncated, _ = env.step(action)
+        np.testing.assert_array_equal(out.final_obs[0].numpy(), expected)
+        assert float(out.reward[0]) == reward
+        assert (bool(out.terminated[0]), bool(out.truncated[0])) == (terminated, truncated)
+        if terminated or truncated:
+            endings.append("truncated" if truncated else "terminated")
+            env.reset()
+            env.unwrapped.state = ours.state[0].numpy().copy()  # type: ignore[attr-defined]
+        obs = out.next_obs[0].numpy()
+    assert endings.count("truncated") >= 5 and endings.count("terminated") >= 5
+
+
+def test_torch_cartpole_draws_fresh_start_states_on_its_own() -> None:
+    envs = TorchCartPole([4], device=CPU)
+    starts = [tuple(envs.reset()[0].tolist())]
+    for _ in range(3_000):
+        out = envs.step(torch.ones(1, dtype=torch.int64))  # push right: ~10-step episodes
+        if bool(out.terminated[0] | out.truncated[0]):
+            starts.append(tuple(out.next_obs[0].tolist()))
+    assert len(starts) > 4 * TorchCartPole.BLOCK and len(set(starts)) == len(starts)
 
 
 def test_torch_cartpole_resets_in_the_step_that_ends_an_episode() -> None:
@@ -113,3 +152,34 @@ def test_backend_choice() -> None:
     assert isinstance(gym_env, GymnasiumVectorEnv)
     with pytest.raises(ValueError, match="only for CartPole-v1"):
         make_vector_env("Acrobot-v1", [0], device=CPU, backend="torch")
+
+
+def test_torch_evaluator_scores_as_gymnasium_does() -> None:
+    """Greedy returns of three networks, batched on the device, against the same policies
+    played in gymnasium from the same start states (those the evaluator draws from each seed).
+    The networks are untrained: their episodes end at all sorts of lengths."""
+    seeds, episodes = [11, 12, 13], 6
+    net = QNetwork(3, 4, 2, [16])
+    net.reset_parameters([torch.Generator().manual_seed(s) for s in seeds])
+    scores = TorchCartPoleEvaluator(seeds, episodes, CPU)(net)
+    greedy = greedy_policy(net)
+    env = gym.make("CartPole-v1")
+    for k, seed in enumerate(seeds):
+        generator = torch.Generator().manual_seed(seed)
+        starts = torch.rand(episodes, 4, generator=generator, dtype=torch.float64) * 0.1 - 0.05
+        returns = []
+        for start in starts.numpy():
+            env.reset(seed=0)
+            env.unwrapped.state = start.copy()  # type: ignore[attr-defined]
+            obs, total, done = start.astype(np.float32), 0.0, False
+            while not done:
+                all_obs = np.zeros((3, 1, 4), dtype=np.float32)
+                all_obs[k, 0] = obs
+                action = int(greedy(torch.from_numpy(all_obs))[k, 0])
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        # The evaluator sums in float32: its mean of whole numbers is exact to ~1e-7.
+        assert scores[k] == pytest.approx((np.mean(returns), np.std(returns)), rel=1e-6)
+    assert len({round(mean) for mean, _ in scores}) > 1  # the policies differ

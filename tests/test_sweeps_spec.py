@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dqn_agent import AgentConfig
 from sweeps.cli import main
 from sweeps.spec import SpecError, load_spec, parse_spec
 
@@ -192,6 +193,32 @@ def test_shipped_specs_are_valid(path: Path) -> None:
     assert spec.name == path.stem
     assert spec.n_trials >= 2
     assert spec.text == path.read_text()
+
+
+def test_the_course_spec_holds_the_course_settings() -> None:
+    spec = load_spec(next(p for p in SPECS if p.name == "network_sizes.yaml"))
+    course = {
+        "lr": 1e-3,
+        "batch_size": 64,
+        "buffer_size": 5000,
+        "gamma": 0.99,
+        "target_update_every": 50,
+        "tau": 1.0,
+        "epsilon_start": 1.0,
+        "epsilon_end": 0.05,
+        "epsilon_schedule": "exponential",
+        "epsilon_decay_steps": 750,
+        "loss": "mse",
+        "train_every": 1,
+        "gradient_steps": 1,
+        "learning_starts": 64,  # learning begins as soon as a batch can be drawn
+        "max_grad_norm": None,
+    }
+    sizes = [(64,), (256,), (64, 64), (256, 256)]
+    defaults = AgentConfig().to_dict()
+    expected = [AgentConfig.from_dict({**defaults, **course, "hidden_sizes": s}) for s in sizes]
+    assert [point.agent for point in spec.configs] == expected
+    assert (len(spec.seeds), spec.budget.env_steps, spec.env_id) == (10, 50_000, "CartPole-v1")
 
 
 def test_validate_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> None:

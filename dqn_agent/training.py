@@ -33,7 +33,7 @@ from dqn_agent.networks import (
 )
 from dqn_agent.optimizer import FlatAdam
 from dqn_agent.targets import td_loss_gradient, td_target, update_target
-from dqn_agent.vector_env import TorchCartPole, make_vector_env
+from dqn_agent.vector_env import make_vector_env
 
 
 class Progress(NamedTuple):
@@ -235,8 +235,6 @@ def _train_group(
     while not finished:
         if step % WINDOW == 0:
             draws.refill_explore()
-            if isinstance(envs, TorchCartPole) and step > 0:
-                envs.refill_starts()
         actions = act(obs, draws.explore[:, step % WINDOW], epsilon_at(step, config))
         out = envs.step(actions)
         buffer.add(obs, actions, out.reward, out.final_obs, out.terminated.float())
