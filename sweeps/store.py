@@ -204,7 +204,7 @@ def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[
     old.update({trial_id: str(row["config"]) for trial_id, row in rows.items()})
     stale = [trial_id for trial_id, label in old.items() if new.get(trial_id) != label]
     if stale:
-        raise ResumeError(_refusal(root, stored, spec, stale, rows))
+        raise ResumeError(_refusal(root, stored, spec, stale, rows, old, new))
     return folder.complete_ids()
 
 
@@ -214,18 +214,35 @@ def _refusal(
     spec: SweepSpec,
     stale: Sequence[str],
     rows: Mapping[str, Mapping[str, Any]],
+    old: Mapping[str, str],
+    new: Mapping[str, str],
 ) -> str:
     changes = diff(stored.describe(), spec.describe())
     if not changes:
         # Same spec, other ids: the agent's defaults (or the id scheme) changed since the run.
         changes = ["(no key of the spec changed: the trials were made with other agent defaults)"]
         changes += _row_changes(spec, [rows[t] for t in stale if t in rows][:1])
+    dropped = sorted(t for t in stale if t not in new)
+    relabelled = sorted(t for t in stale if t in new)
     lines = [
         f"{root}: refusing to run {spec.source}: it would change trials already in this folder.",
         f"What changed ({root / 'spec.yaml'} -> {spec.source}):",
         *(f"  {line}" for line in changes),
-        f"{len(stale)} trial(s) in the folder are not in the new spec "
-        f"(e.g. {', '.join(sorted(stale)[:3])}).",
+    ]
+    if dropped:
+        with_results = sum(t in rows for t in dropped)
+        lines.append(
+            f"{len(dropped)} trial(s) of the folder's spec ({with_results} with results) are not "
+            f"in the new spec (e.g. {', '.join(dropped[:3])})."
+        )
+    if relabelled:
+        t = relabelled[0]
+        lines.append(
+            f"{len(relabelled)} trial(s) would keep their settings but change label, which is "
+            f"written in the folder's files ({old[t]!r} -> {new[t]!r}): a new grid axis or the "
+            "first variants relabel every trial."
+        )
+    lines += [
         "To proceed: rerun with --fresh to start over in an empty folder (deletes these results),",
         "or give the spec a new `name` to keep both sweeps.",
     ]

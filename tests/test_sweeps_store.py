@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -208,6 +209,18 @@ def test_a_change_to_trials_in_the_folder_is_refused(
     message = str(caught.value)
     assert named in message
     assert "--fresh" in message and "new `name`" in message
+
+
+def test_first_variants_would_relabel_the_trials_and_are_refused(folder: ResultsFolder) -> None:
+    with_variants = _spec(SPEC + "variants: {plain: {}, dueling: {dueling: true}}\n")
+    plain = {t.trial_id for t in expand(with_variants) if t.label.startswith("plain,")}
+    assert plain == {t.trial_id for t in expand(_spec())}  # the same trials, other labels
+    with pytest.raises(ResumeError) as caught:
+        check_resume(folder, with_variants, fresh=False)
+    message = str(caught.value)
+    assert "4 trial(s) would keep their settings but change label" in message
+    assert re.search(r"'hidden_sizes=(\d+)' -> 'plain,hidden_sizes=\1'", message)
+    assert "not in the new spec" not in message  # none is dropped
 
 
 def test_fresh_ignores_the_old_trials(folder: ResultsFolder) -> None:
