@@ -41,6 +41,7 @@ the DataFrame and null in JSON.
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,22 @@ def default_threshold(env_id: str) -> float:
     return DEFAULT_THRESHOLDS.get(env_id, math.nan)
 
 
+def entry_rng(rng: np.random.Generator, *names: str) -> np.random.Generator:
+    """The generator for one entry of a table (a use and a configuration, say), derived from
+    `rng`'s seed and `names` without drawing from `rng`.
+
+    So one seed gives an entry the same interval in every figure and table, whichever others
+    were computed before it or whatever other configurations the sweep holds. A generator not
+    made from a seed sequence is used as it is.
+    """
+    seed_seq = rng.bit_generator.seed_seq
+    if not isinstance(seed_seq, np.random.SeedSequence):
+        return rng
+    key = zlib.crc32("\x00".join(names).encode("utf-8"))
+    child = np.random.SeedSequence(seed_seq.entropy, spawn_key=(*seed_seq.spawn_key, key))
+    return np.random.default_rng(child)
+
+
 def aggregate_curves(
     aligned: pd.DataFrame,
     *,
@@ -147,8 +164,9 @@ def aggregate_curves(
     for (config, env_id), group in aligned.groupby(GROUP, sort=False):
         wide = group.pivot(index=SEED, columns="x", values="value")
         values = wide.to_numpy(dtype=np.float64)  # (n_seeds, n_points)
-        m = bootstrap_ci(values, mean, rng=rng, n_resamples=n_resamples, confidence=confidence)
-        q = bootstrap_ci(values, iqm, rng=rng, n_resamples=n_resamples, confidence=confidence)
+        mine = entry_rng(rng, "curve", str(config), str(env_id))
+        m = bootstrap_ci(values, mean, rng=mine, n_resamples=n_resamples, confidence=confidence)
+        q = bootstrap_ci(values, iqm, rng=mine, n_resamples=n_resamples, confidence=confidence)
         n_seeds = values.shape[0]
         std = values.std(axis=0, ddof=1) if n_seeds > 1 else np.full(values.shape[1], np.nan)
         part = pd.DataFrame(
@@ -250,8 +268,11 @@ def summary_table(
         finals = mine["final_return"].to_numpy(dtype=np.float64)  # (n_seeds,)
         complete = trials[trials["status"] == COMPLETE]
         if finals.size:
-            m = bootstrap_ci(finals, mean, rng=rng, n_resamples=n_resamples, confidence=confidence)
-            q = bootstrap_ci(finals, iqm, rng=rng, n_resamples=n_resamples, confidence=confidence)
+            entry = entry_rng(rng, "final", str(config), str(env_id))
+            m = bootstrap_ci(
+                finals, mean, rng=entry, n_resamples=n_resamples, confidence=confidence
+            )
+            q = bootstrap_ci(finals, iqm, rng=entry, n_resamples=n_resamples, confidence=confidence)
             final_mean, final_mean_ci = float(m.estimate), [float(m.low), float(m.high)]
             final_iqm, final_iqm_ci = float(q.estimate), [float(q.low), float(q.high)]
         else:
@@ -317,7 +338,7 @@ def improvement_matrix(
             p = probability_of_improvement_ci(
                 x[column].to_numpy(dtype=np.float64),
                 y[column].to_numpy(dtype=np.float64),
-                rng=rng,
+                rng=entry_rng(rng, "improvement", str(cx), str(cy), column),
                 n_resamples=n_resamples,
                 confidence=confidence,
                 strata_x=x["env_id"].to_numpy(dtype=str),

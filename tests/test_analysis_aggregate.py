@@ -57,6 +57,30 @@ def _hand_results() -> Results:
     return Results(trials=trials, episodes=pd.DataFrame(), evals=evals, dirs=())
 
 
+def test_an_entry_gets_the_same_interval_whatever_was_computed_before(tmp_path: Path) -> None:
+    configs = ("hidden_sizes=8", "hidden_sizes=16")
+    results = load_results(write_sweep(tmp_path, configs=configs, n_seeds=10))
+    alone = summary_table(results, rng=np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    aggregate_curves(align(results), rng=rng)  # as `dqn-sweep plot` does first
+    after_curves = summary_table(results, rng=rng)
+    pd.testing.assert_frame_equal(alone, after_curves)
+    # ... and a configuration's interval does not move when another joins or leaves.
+    one = Results(
+        trials=results.trials[results.trials["config"] == "hidden_sizes=16"],
+        episodes=results.episodes[results.episodes["config"] == "hidden_sizes=16"],
+        evals=results.evals[results.evals["config"] == "hidden_sizes=16"],
+        dirs=results.dirs,
+    )
+    only = summary_table(one, rng=np.random.default_rng(3)).set_index("config")
+    both = alone.set_index("config").loc[["hidden_sizes=16"]]
+    assert only["final_mean_ci"].tolist() == both["final_mean_ci"].tolist()
+    assert only["final_iqm_ci"].tolist() == both["final_iqm_ci"].tolist()
+    assert summary_table(results, rng=np.random.default_rng(4))["final_mean_ci"].tolist() != (
+        alone["final_mean_ci"].tolist()
+    )  # the seed still matters
+
+
 def test_summary_matches_hand_computation() -> None:
     table = summary_table(_hand_results(), threshold=10.0, rng=np.random.default_rng(0))
     assert list(table.columns) == list(SUMMARY_KEYS)
