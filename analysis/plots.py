@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from analysis.align import SEED
 from analysis.stats import censored_median
@@ -258,7 +259,11 @@ def plot_seed_variance(
         label = _series_label(config, env_id, names, several_envs)
         ax.plot(group["x"], group["std"], color=colors[str(config)], lw=2.0, label=label)
     seeds = _seed_count(curves.groupby("config", sort=False)["n_seeds"].max().tolist())
-    ax.set_title(title or f"{_env_prefix(curves)}spread across {seeds} seeds (lower is stabler)")
+    ax.set_title(
+        title
+        or f"{_env_prefix(curves)}spread across {seeds} seeds\n(lower is stabler; also 0 where"
+        " every seed sits at the return cap)"
+    )
     ax.set_xlabel(xlabel or str(curves.attrs.get("xlabel", "environment steps")))
     ax.set_ylabel("standard deviation of return across seeds")
     ax.set_ylim(bottom=0)
@@ -352,6 +357,11 @@ def plot_probability_of_improvement(
         values[index[str(row.config_x)], index[str(row.config_y)]] = row.probability
     cmap = sns.color_palette("vlag", as_cmap=True)
     image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=1.0)
+    # The diagonal (a configuration against itself) holds no value: grey and marked, so that it
+    # is not read as the scale's near-white middle, P = 0.5.
+    for i in range(len(configs)):
+        ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, facecolor="0.85", edgecolor="none"))
+        ax.text(i, i, "\N{EN DASH}", ha="center", va="center", fontsize=10, color="0.4")
     for row in matrix.itertuples(index=False):
         i, j = index[str(row.config_x)], index[str(row.config_y)]
         # Dark text on the light middle of the scale, light text on its saturated ends.

@@ -7,9 +7,12 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import analysis.cli
+import analysis.report
 from analysis.aggregate import SUMMARY_KEYS
 from analysis.cli import EXIT_BAD_INPUT, EXIT_OK, add_plot_parser, add_summary_parser
 from analysis.synthetic import write_sweep
@@ -42,12 +45,25 @@ def test_plot_writes_into_the_results_folder_by_default(
 
 
 def test_plot_options_reach_the_figures(
-    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    given: dict[str, Any] = {}
+    real_render_all = analysis.report.render_all
+
+    def spy(*args: Any, **kwargs: Any) -> list[Path]:
+        given.update(kwargs)
+        return real_render_all(*args, **kwargs)
+
+    monkeypatch.setattr(analysis.cli, "render_all", spy)
     argv = ["plot", str(sweep), "--out", str(tmp_path / "figs"), "--metric", "episode"]
     argv += ["--x", "wall_s", "--smooth", "3", "--per-seed", "--threshold", "100"]
     argv += ["--resamples", "100", "--seed", "1", "--format", "svg", "pdf"]
+    argv += ["--estimator", "iqm"]
     assert _run(argv) == EXIT_OK
+    expected = {"metric": "episode", "x": "wall_s", "smooth": 3, "per_seed": True}
+    expected |= {"threshold": 100.0, "n_resamples": 100, "seed": 1, "estimator": "iqm"}
+    assert {key: given[key] for key in expected} == expected
+    assert list(given["formats"]) == ["svg", "pdf"]
     names = {p.name for p in (tmp_path / "figs").iterdir()}
     assert {"learning_curves.svg", "learning_curves.pdf"} <= names
     assert "1 of 7 trials failed" in capsys.readouterr().err
