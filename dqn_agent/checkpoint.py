@@ -56,8 +56,11 @@ class GreedyPolicy:
         self.env_id = env_id
 
     def q_values(self, obs: np.ndarray[Any, Any] | torch.Tensor) -> torch.Tensor:
-        """Q-values of a batch of observations: (batch, obs_dim) -> (batch, n_actions)."""
-        x = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1, self.network_obs_dim)
+        """Q-values of a batch of observations: (batch, obs_dim) -> (batch, n_actions), on the
+        network's device (the observations are moved there)."""
+        device = self.network.advantage.weight.device
+        x = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        x = x.reshape(1, -1, self.network_obs_dim)
         with torch.no_grad():
             q: torch.Tensor = self.network(x)[0]
         return q

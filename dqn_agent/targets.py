@@ -47,8 +47,11 @@ def td_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss to minimise and each agent's mean loss (K,), from Q(s, a) and targets, both (K, batch).
 
-    The loss to minimise is the SUM over agents of their mean losses, so each agent's gradient is
-    exactly what it would be if it trained alone.
+    The loss to minimise is the SUM over agents of their mean losses,
+    L = sum_k mean_b loss(Q_k(s_b, a_b) - y_b), so each agent's gradient is exactly what it would
+    be if it trained alone. The trainer never builds this scalar: `td_loss_gradient` gives its
+    gradient with respect to Q(s, a) directly, for the hand-written backward pass. This function
+    is the reference that autograd differentiates in the tests.
     """
     per_agent = elementwise_td_loss(q_taken, target, kind).mean(dim=1)  # (K,)
     return per_agent.sum(), per_agent.detach()

@@ -331,7 +331,12 @@ def _gradient_step(
     config: AgentConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One TD update of every agent; returns the loss and Q(s, a) of each sampled transition,
-    both (K, batch), for the log."""
+    both (K, batch), for the log.
+
+    The textbook step, for each agent k: sample a batch, y = r + gamma (1 - terminated)
+    max_a' Q_target(s', a'), loss L_k = mean_b loss(Q_k(s, a) - y), one Adam step on L_k's
+    gradient. Here all K agents take it at once (see `targets.td_loss` for the summed loss whose
+    gradient this is), with the gradient worked out by hand (`Backprop`)."""
     online = backprop.net
     batch = buffer.sample(u)
     y = td_target(batch, online, target, gamma=config.gamma, double=config.double)

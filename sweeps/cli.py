@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sweeps.spec import InputError
+from sweeps.spec import InputError, SweepSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -98,6 +98,7 @@ def _validate(args: argparse.Namespace) -> int:
     from sweeps.spec import load_spec
 
     spec = load_spec(args.spec)
+    _print_warnings(spec)
     plan = make_plan(spec)
     budget = (
         f"{spec.budget.env_steps:,} env steps"
@@ -114,12 +115,18 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_warnings(spec: SweepSpec) -> None:
+    for line in spec.warnings():
+        print(f"warning: {spec.source}: {line}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     # Ray is imported only by the commands that need it: `validate` stays quick.
     from sweeps.runner import run_sweep
     from sweeps.spec import load_spec
 
     spec = load_spec(args.spec)
+    _print_warnings(spec)
     report = run_sweep(
         spec,
         out=args.out,

@@ -56,7 +56,8 @@ MAX_RETRIES = 3
 FAIL_ENV = "DQN_SWEEPS_FAIL_TRIAL"
 """For tests: comma-separated labels, seeds or trial ids whose training raises an error."""
 KILL_ENV = "DQN_SWEEPS_KILL_ONCE"
-"""For tests: a folder; each trial's first attempt SIGKILLs its own worker mid-training."""
+"""For tests: a folder; each task's first attempt SIGKILLs its own worker mid-training (a marker
+file named after the task's first trial records that it did)."""
 
 
 class Faults(NamedTuple):
@@ -200,6 +201,8 @@ def run_sweep(
     command = list(command) if command is not None else [*sys.argv]
     folder = ResultsFolder(Path(out) / spec.name)
     complete = check_resume(folder, spec, fresh=fresh)
+    # Trials to train, for the first message; the grouping (by default balanced over the
+    # cluster's task slots) is planned again once the cluster is known.
     plan = make_plan(spec, complete=complete, group_size=group_size or 1)
     print(
         f"{spec.name}: {len(plan.trials)} trials, {plan.n_skipped} already complete, "

@@ -117,6 +117,19 @@ class SweepSpec:
     text: str
     """The spec's text exactly as read, to be copied into the results folder."""
 
+    def warnings(self) -> list[str]:
+        """Legal settings that are probably a mistake, as lines to show before a run."""
+        steps = self.budget.env_steps
+        late = [c for c in self.configs if steps is not None and c.agent.learning_starts >= steps]
+        if not late:
+            return []
+        return [
+            f"agent.learning_starts ({late[0].agent.learning_starts}) is not below "
+            f"budget.env_steps ({steps}): {len(late)} configuration(s) will act at random and "
+            "never take a gradient step (fine for a random baseline; otherwise lower "
+            "agent.learning_starts or raise budget.env_steps)"
+        ]
+
     @property
     def n_trials(self) -> int:
         return len(self.configs) * len(self.seeds)

@@ -160,14 +160,17 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 def test_values_are_made_canonical() -> None:
     # 1e-3 is text to YAML 1.1, and tau 1 must name the same trials as tau 1.0.
-    one = parse_spec(_with(agent={"lr": "1e-3", "tau": 1, "batch_size": 16, "buffer_size": 500}))
-    two = parse_spec(_with(agent={"lr": 0.001, "tau": 1.0, "batch_size": 16, "buffer_size": 500}))
+    same = {"batch_size": 16, "buffer_size": 500, "learning_starts": 50}
+    one = parse_spec(_with(agent={"lr": "1e-3", "tau": 1, **same}))
+    two = parse_spec(_with(agent={"lr": 0.001, "tau": 1.0, **same}))
     assert [c.agent for c in one.configs] == [c.agent for c in two.configs]
     assert one.configs[0].agent.lr == 0.001
 
 
 def test_defaults_come_from_the_environment() -> None:
-    spec = parse_spec(_with(env="LunarLander-v3", agent=None, grid=None))
+    spec = parse_spec(
+        _with(env="LunarLander-v3", agent=None, grid=None, budget={"env_steps": 100_000})
+    )
     assert spec.configs[0].agent.lr == pytest.approx(6.3e-4)
     assert spec.configs[0].label == "default"
 
@@ -219,6 +222,18 @@ def test_the_course_spec_holds_the_course_settings() -> None:
     expected = [AgentConfig.from_dict({**defaults, **course, "hidden_sizes": s}) for s in sizes]
     assert [point.agent for point in spec.configs] == expected
     assert (len(spec.seeds), spec.budget.env_steps, spec.env_id) == (10, 50_000, "CartPole-v1")
+
+
+def test_a_budget_that_ends_before_learning_starts_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert parse_spec(VALID).warnings() == []
+    path = tmp_path / "late.yaml"
+    path.write_text(_with(budget={"env_steps": 50}))  # learning_starts 50: nothing learns
+    assert main(["validate", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {path}: agent.learning_starts (50) is not below budget.env_steps (50)" in err
+    assert "never take a gradient step" in err
 
 
 def test_validate_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
