@@ -24,7 +24,7 @@ from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.checkpoint import save_weights
 from dqn_agent.config import AgentConfig, TrialSpec, hidden_sizes_text
 from dqn_agent.evaluation import make_evaluator
-from dqn_agent.exploration import epsilon_at
+from dqn_agent.exploration import epsilon_at, epsilon_greedy
 from dqn_agent.networks import (
     HostQNetwork,
     QNetwork,
@@ -313,13 +313,10 @@ class _Policy:
         this step: u[:, 0] < epsilon explores, u[:, 1] picks the random action."""
         if self.host is not None:
             q = self.host(obs.numpy()[:, None, :])[:, 0]  # (K, n_actions)
-            uniforms = u.numpy()
-            random_action = (uniforms[:, 1] * q.shape[-1]).astype(np.int64)
-            return torch.from_numpy(np.where(uniforms[:, 0] < epsilon, random_action, q.argmax(-1)))
+            return torch.from_numpy(epsilon_greedy(q, u.numpy(), epsilon))
         with torch.no_grad():
-            q_values = self.online(obs.unsqueeze(1)).squeeze(1)  # (K, n_actions)
-        random_choice = (u[:, 1] * q_values.shape[-1]).long()
-        return torch.where(u[:, 0] < epsilon, random_choice, q_values.argmax(dim=-1))
+            q_values: torch.Tensor = self.online(obs.unsqueeze(1)).squeeze(1)  # (K, n_actions)
+        return epsilon_greedy(q_values, u, epsilon)
 
 
 def _gradient_step(

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from dqn_agent import AgentConfig
-from dqn_agent.exploration import epsilon_at
+from dqn_agent.exploration import epsilon_at, epsilon_greedy
 from dqn_agent.networks import QNetwork, clip_grad_norm_per_agent
+
+
+def test_epsilon_greedy_explores_with_probability_epsilon_and_the_same_with_numpy() -> None:
+    q = torch.tensor([[1.0, 3.0, 2.0]]).repeat(30_000, 1)  # greedy action: 1
+    u = torch.rand(30_000, 2, generator=torch.Generator().manual_seed(0))
+    actions = epsilon_greedy(q, u, 0.3)
+    explored = u[:, 0] < 0.3
+    assert (actions[~explored] == 1).all()
+    counts = torch.bincount(actions[explored], minlength=3) / explored.sum()
+    assert torch.allclose(counts, torch.full((3,), 1 / 3), atol=0.02)  # uniform over actions
+    assert abs(float(explored.float().mean()) - 0.3) < 0.01
+    np.testing.assert_array_equal(epsilon_greedy(q.numpy(), u.numpy(), 0.3), actions.numpy())
+    assert (epsilon_greedy(q, u, 0.0) == 1).all()
 
 
 def test_linear_schedule_reaches_the_end_and_stays() -> None:
