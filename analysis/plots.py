@@ -27,6 +27,8 @@ Color = tuple[float, float, float]
 # and every `dqn-sweep` command imports this package to register `plot` and `summary`.
 
 PALETTE = "colorblind"
+PALETTE_ORDER = (0, 1, 2, 4, 5, 9, 3, 6, 7, 8)
+"""Blue, orange, green, purple, brown, light blue, then vermillion, pink, grey, yellow."""
 STYLE = "whitegrid"
 FIGSIZE = (7.0, 4.5)
 BAND_ALPHA = 0.2
@@ -36,11 +38,16 @@ ESTIMATOR_NAMES = {"mean": "mean", "iqm": "IQM"}
 
 
 def config_colors(configs: Sequence[str]) -> dict[str, Color]:
-    """A colour per configuration from the colour-blind palette, in the order given."""
+    """A colour per configuration from the colour-blind palette, in the order given.
+
+    The palette's ten colours are taken in `PALETTE_ORDER`, which keeps its orange and its
+    vermillion (hard to tell apart under a translucent band) out of the first five; past ten
+    configurations the colours repeat."""
     import seaborn as sns
 
-    palette = sns.color_palette(PALETTE, n_colors=max(1, len(configs)))
-    return {config: tuple(palette[i]) for i, config in enumerate(configs)}
+    palette = sns.color_palette(PALETTE, n_colors=10)
+    ordered = [tuple(palette[i]) for i in PALETTE_ORDER]
+    return {config: ordered[i % len(ordered)] for i, config in enumerate(configs)}
 
 
 def _varying_keys(configs: Sequence[str]) -> list[str] | None:

@@ -139,8 +139,8 @@ def bootstrap_ci(
     normal and on skewed (gamma) data, a "95%" interval of the mean then holds it 90-92% of the
     time with 5 seeds, 93-95% with 10 and about 95% with 30 (tested). No interval of n seeds is
     wider than their range, which for 3 seeds holds the mean only 75% of the time.
-    With strata, n is the smallest stratum. With fewer than 2 seeds there is no interval: low
-    and high are NaN.
+    With strata, n is the smallest stratum. With fewer than 2 seeds (in a stratum) there is no
+    interval: low and high are NaN.
 
     The interval is widened to contain the estimate in the rare case it does not (floating-point
     rounding on constant data, or a nonlinear statistic on very few seeds), so
@@ -178,10 +178,10 @@ def bootstrap_ci(
     for start in range(0, n_resamples, block):
         samples = a[idx[start : start + block]]  # (block, n_seeds, n_points)
         boot[start : start + block] = statistic(samples, 1)
-    if n_seeds < 2:
+    n = n_seeds if strata is None else int(np.unique(strata, return_counts=True)[1].min())
+    if n < 2:
         low = high = np.full(n_points, np.nan)  # one seed says nothing about the spread
     else:
-        n = n_seeds if strata is None else int(np.unique(strata, return_counts=True)[1].min())
         tail = _tail_probability(1.0 - confidence, n if method == "expanded" else None)
         low, high = np.quantile(boot, [tail, 1 - tail], axis=0)  # (n_points,) each
         # fmin/fmax skip NaN; a NaN column has a NaN estimate as well, so NaN still propagates.
@@ -271,6 +271,7 @@ def probability_of_improvement_ci(
 
     The seeds of X and of Y are resampled independently (they are different runs), within each
     stratum when strata are given. Shapes as in `probability_of_improvement`; returns 0-d arrays.
+    With fewer than 2 seeds on a side (in a stratum) there is no interval: low and high are NaN.
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -286,9 +287,11 @@ def probability_of_improvement_ci(
         for start in range(0, n_resamples, block):
             stop = start + block
             boot[start:stop] += _improvement(xs[start:stop], ys[start:stop]) / len(pairs)
+    est = np.float64(estimate)
+    if min(min(ix.size, iy.size) for ix, iy in pairs) < 2:  # one seed says nothing of spread
+        return Interval(np.asarray(est), np.asarray(np.nan), np.asarray(np.nan))
     alpha = 1.0 - confidence
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    est = np.float64(estimate)
     return Interval(np.asarray(est), np.asarray(np.fmin(low, est)), np.asarray(np.fmax(high, est)))
 
 

@@ -108,7 +108,11 @@ def _head_backward(head: StackedLinear, x: torch.Tensor, grad_out: torch.Tensor)
     (made by `zeros_like`). Its dW^T = grad_out^T x is written there directly, with the wide
     input axis last, which CPU matrix kernels run fastest."""
     assert head.weight.grad is not None and head.bias.grad is not None
-    if head.weight.shape[2] == 1:  # V(s): as in `StackedLinear.forward`, the same for any K
+    if head.weight.shape[2] == 1:
+        # V(s), one output: its weight gradient is a matrix-vector product per agent, which a
+        # batched product rounds differently for one agent than for several (torch hands a
+        # lone one to another kernel). An agent's numbers must not depend on its group, so the
+        # sum is written out; it is the same for any K (tested).
         torch.sum(grad_out * x, dim=1, keepdim=True, out=head.weight.grad.transpose(1, 2))
         torch.sum(grad_out, dim=1, keepdim=True, out=head.bias.grad)
     elif head.out_major:

@@ -59,12 +59,6 @@ class StackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(K, batch, in) @ (K, in, out) + (K, 1, out) -> (K, batch, out)."""
-        if self.weight.shape[2] == 1:
-            # One output (a dueling network's V(s)): a dot product per row. A batched product
-            # of that shape rounds differently for one agent than for several (torch passes a
-            # lone matrix-vector product to another kernel), and an agent's results must not
-            # depend on its group, so the sum is written out; it is the same for any K.
-            return torch.sum(x * self.weight.transpose(1, 2), dim=-1, keepdim=True) + self.bias
         if self.out_major and x.shape[1] >= NARROW:
             # (K, out, in) @ (K, in, batch) + (K, out, 1): the same sums, the batch axis last.
             # The result is returned as a transposed view. Small batches (acting, evaluation)

@@ -44,10 +44,12 @@ from dqn_agent import TrialSpec, train_group
 from sweeps.plan import Plan, Unit, make_plan
 from sweeps.spec import InputError, Resources, SweepSpec
 from sweeps.store import (
+    FolderLock,
     ResultsFolder,
     ResultsStore,
     TrialOutcome,
     check_resume,
+    check_writable,
     provenance,
 )
 
@@ -200,20 +202,64 @@ def run_sweep(
     stream = stream or sys.stdout
     command = list(command) if command is not None else [*sys.argv]
     folder = ResultsFolder(Path(out) / spec.name)
-    complete = check_resume(folder, spec, fresh=fresh)
-    # Trials to train, for the first message; the grouping (by default balanced over the
-    # cluster's task slots) is planned again once the cluster is known.
-    plan = make_plan(spec, complete=complete, group_size=group_size or 1)
-    print(
-        f"{spec.name}: {len(plan.trials)} trials, {plan.n_skipped} already complete, "
-        f"{len(plan.todo)} to train -> {folder.root}",
-        file=stream,
-        flush=True,
+    check_writable(folder.root)
+    # Held from the resume check to the end: no other run may change the folder in between.
+    with FolderLock(folder.root):
+        complete = check_resume(folder, spec, fresh=fresh)
+        # Trials to train, for the first message; the grouping (by default balanced over the
+        # cluster's task slots) is planned again once the cluster is known.
+        plan = make_plan(spec, complete=complete, group_size=group_size or 1)
+        print(
+            f"{spec.name}: {len(plan.trials)} trials, {plan.n_skipped} already complete, "
+            f"{len(plan.todo)} to train -> {folder.root}",
+            file=stream,
+            flush=True,
+        )
+        if not plan.units:
+            return RunReport(folder.root, len(plan.trials), plan.n_skipped, (), False, 0.0)
+        start = time.perf_counter()
+        outcomes, interrupted = _run_plan(
+            spec,
+            plan,
+            folder,
+            complete=complete,
+            address=address,
+            fresh=fresh,
+            group_size=group_size,
+            max_in_flight=max_in_flight,
+            quiet=quiet,
+            command=command,
+            stream=stream,
+            on_outcome=on_outcome,
+        )
+    report = RunReport(
+        folder.root,
+        len(plan.trials),
+        plan.n_skipped,
+        tuple(outcomes),
+        interrupted,
+        time.perf_counter() - start,
     )
-    if not plan.units:
-        return RunReport(folder.root, len(plan.trials), plan.n_skipped, (), False, 0.0)
+    _print_summary(report, command, stream)
+    return report
 
-    start = time.perf_counter()
+
+def _run_plan(
+    spec: SweepSpec,
+    plan: Plan,
+    folder: ResultsFolder,
+    *,
+    complete: set[str],
+    address: str | None,
+    fresh: bool,
+    group_size: int | None,
+    max_in_flight: int | None,
+    quiet: bool,
+    command: Sequence[str],
+    stream: TextIO,
+    on_outcome: Callable[[TrialOutcome], None] | None,
+) -> tuple[list[TrialOutcome], bool]:
+    """Start or join Ray, open the results folder and run the plan's units; see `run_sweep`."""
     with ray_session(address, spec.resources) as cluster:
         capacity = _capacity(spec.resources)
         if group_size is None:  # balanced over the cluster: known only once its size is
@@ -233,35 +279,23 @@ def run_sweep(
                 "max_in_flight": cap,
             },
         )
+        reporter = _make_reporter(len(plan.todo), quiet=quiet, stream=stream)
         try:
-            reporter = _make_reporter(len(plan.todo), quiet=quiet, stream=stream)
-            try:
-                outcomes, interrupted = _execute(
-                    plan,
-                    spec.resources,
-                    store,
-                    reporter,
-                    cap=cap,
-                    capacity=capacity,
-                    faults=Faults.from_env(),
-                    on_outcome=on_outcome,
-                )
-            finally:
-                reporter.close()
-            failed = [o.spec.trial_id for o in outcomes if o.status == "failed"]
-            store.finish({"trained": len(outcomes), "failed": failed, "interrupted": interrupted})
+            outcomes, interrupted = _execute(
+                plan,
+                spec.resources,
+                store,
+                reporter,
+                cap=cap,
+                capacity=capacity,
+                faults=Faults.from_env(),
+                on_outcome=on_outcome,
+            )
         finally:
-            store.close()
-    report = RunReport(
-        folder.root,
-        len(plan.trials),
-        plan.n_skipped,
-        tuple(outcomes),
-        interrupted,
-        time.perf_counter() - start,
-    )
-    _print_summary(report, command, stream)
-    return report
+            reporter.close()
+        failed = [o.spec.trial_id for o in outcomes if o.status == "failed"]
+        store.finish({"trained": len(outcomes), "failed": failed, "interrupted": interrupted})
+    return outcomes, interrupted
 
 
 def _execute(
@@ -278,8 +312,8 @@ def _execute(
     """Submit units with at most `cap` in flight; record each as it finishes. Ctrl-C cancels.
 
     `capacity` is how many tasks the cluster runs at once (the rest of those in flight queue).
-    On Ctrl-C every trial already trained is still recorded (those of the unit being written,
-    and of tasks that finished meanwhile) before the tasks still running are cancelled.
+    On Ctrl-C the tasks still running are cancelled, and every trial already trained is still
+    recorded: those of the unit being written, and of tasks that finished meanwhile.
     """
     options = {
         "num_cpus": resources.cpus_per_trial,
@@ -290,22 +324,24 @@ def _execute(
     queue: deque[Unit] = deque(plan.units)
     pending: dict[Any, Unit] = {}  # in submission order: the first `capacity` are running
     received: deque[TrialOutcome] = deque()  # back from Ray, not yet written
-    outcomes: list[TrialOutcome] = []
+    recorded: dict[str, TrialOutcome] = {}  # written, by trial id
 
     def receive(refs: Sequence[Any]) -> None:
         for ref in refs:
             received.extend(_collect(ref, pending[ref]))
-            del pending[ref]
+            del pending[ref]  # interrupted just before this? then received twice: see below
 
     def record_received() -> None:
         while received:
             outcome = received[0]
-            store.record(outcome)  # rewriting a trial already written is harmless
+            trial_id = outcome.spec.trial_id
+            if trial_id not in recorded:  # each trial is written and reported once
+                store.record(outcome)  # interrupted inside? then written again: harmless
+                recorded[trial_id] = outcome
+                reporter.finished(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
             received.popleft()
-            outcomes.append(outcome)
-            reporter.finished(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
 
     try:
         while queue or pending:
@@ -317,19 +353,21 @@ def _execute(
                 pending[ref] = unit
             # Tasks beyond the cluster's capacity wait in Ray's queue: not counted as running.
             reporter.update(running=sum(len(unit) for unit in list(pending.values())[:capacity]))
-            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            if done:  # and whatever else has finished meanwhile
+                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
             receive(done)
             record_received()
     except KeyboardInterrupt:
         if pending:
-            finished, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            finished, running = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            for ref in running:  # stop using the cluster first, then write what is finished
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
             receive(finished)
         record_received()
-        for ref in pending:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        return outcomes, True
-    return outcomes, False
+        return list(recorded.values()), True
+    return list(recorded.values()), False
 
 
 def _collect(ref: Any, unit: Unit) -> list[TrialOutcome]:

@@ -347,6 +347,9 @@ def _parse_budget(value: object, p: _Problems) -> Budget | None:
     if not values:
         p.add("budget", f"empty: {REQUIRED_KEYS['budget']}")
         return None
+    for key in [k for k, v in values.items() if v is None]:
+        p.add(f"budget.{key}", "no value: give a number, or leave the key out")
+        return None
     if "env_steps" not in values and "episodes" in values:
         values["env_steps"] = None  # a budget in episodes replaces the default in env steps
     return _build_settings(Budget, values, "budget", p)
@@ -382,13 +385,19 @@ def _build_settings(
 
 
 def _yaml_number_hint(value: object) -> str:
-    """Why a number came out as text: YAML 1.1 reads 3e5 (no dot, no sign) as a string."""
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            number = float(value)
-            shown = f"{int(number)}" if number.is_integer() else repr(number)
-            return f" (YAML read {value} as text: write {shown})"
-    return ""
+    """Why a number came out as text: quotes, or YAML 1.1 reading 3e5 (no dot) as a string."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    if not isinstance(yaml.safe_load(value), str):  # unquoted, YAML reads a number
+        return f" (a number in quotes is text: write {value} without quotes)"
+    shown = f"{int(number)}" if number.is_integer() else repr(number)
+    return f" (YAML read {value} as text: write {shown})"
 
 
 def _parse_resources(value: object, p: _Problems) -> Resources | None:

@@ -8,6 +8,9 @@
       evals/<trial_id>.parquet     one row per greedy evaluation
       models/<trial_id>.pt         final weights with their config
 
+A run holds `FolderLock` (the file `.<name>.lock` beside the folder) from its resume check to
+its end, so one run at a time writes a folder.
+
 Every file is written under a temporary name starting with '.' in its own folder and then
 renamed over the final name, so a file that exists is whole, and readers of a folder of Parquet
 files (which skip names starting with '.' or '_') never see a half-written one. A trial's data
@@ -55,34 +58,71 @@ class FolderInUseError(InputError):
 
 
 class FolderLock:
-    """One writer per results folder: an exclusive lock held for the length of a run.
+    """One writer per results folder: an exclusive lock, held from the resume check to the end
+    of the run (a context manager).
 
-    The lock is taken on a file beside the folder (`.<name>.lock`), not in it, so that `--fresh`
-    can delete and recreate the folder while holding it. The operating system releases the lock
-    if the process dies, so a killed run never leaves the folder locked.
+    The lock is taken on a file beside the folder (`.<name>.lock`, in --out), not in it, so
+    that `--fresh` can delete and recreate the folder while holding it. The operating system
+    releases the lock if the process dies, so a killed run never leaves the folder locked. The
+    file is removed at the end, and so is an --out folder the lock had to create, if nothing
+    else was written there. `flock` locks are local to a machine: on a network file system,
+    runs on two machines are not kept apart.
     """
 
     def __init__(self, root: Path) -> None:
         self.path = root.with_name(f".{root.name}.lock")
-        root.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        self._made = [p for p in [root.parent, *root.parent.parents] if not p.exists()]
         try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "another process"
-            self._file.close()
-            raise FolderInUseError(
-                f"{root}: another run is writing this results folder ({holder}); wait for it "
-                "to finish or stop it, or give this run another --out"
-            ) from None
-        self._file.truncate(0)
-        self._file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-        self._file.flush()
+            root.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self._acquire(root)
+        except OSError as exc:
+            self._remove_made()
+            raise ResumeError(f"{root}: cannot lock the results folder ({exc})") from None
+
+    def _acquire(self, root: Path) -> typing.TextIO:
+        while True:
+            file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                holder = file.read().strip() or "another process"
+                file.close()
+                self._remove_made()
+                raise FolderInUseError(
+                    f"{root}: another run is writing this results folder ({holder}); wait for "
+                    "it to finish or stop it, or give this run another --out"
+                ) from None
+            except BaseException:
+                file.close()
+                raise
+            # A run that was releasing the lock may have removed the file we opened: then the
+            # lock we hold is on a file no one else can find. Take it again on the new file.
+            if self.path.exists() and os.stat(self.path).st_ino == os.fstat(file.fileno()).st_ino:
+                break
+            file.close()
+        file.truncate(0)
+        file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        file.flush()
+        return file
 
     def release(self) -> None:
         self.path.unlink(missing_ok=True)
         self._file.close()  # closing the file releases the lock
+        self._remove_made()
+
+    def _remove_made(self) -> None:
+        for folder in self._made:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                return  # not empty (results in it) or gone: keep it
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @dataclass(frozen=True)
@@ -154,8 +194,19 @@ class ResultsFolder:
         }
 
 
+def check_writable(root: Path) -> None:
+    """Refuse, before anything is written, a results folder that could not be written: one
+    that is a file, or lies in one, or where permission is lacking (for it or for its lock)."""
+    if not root.exists():
+        _check_can_create(root)
+        return
+    if not root.is_dir():
+        raise ResumeError(f"{root} exists and is not a folder; choose another --out")
+    if not os.access(root, os.W_OK | os.X_OK) or not os.access(root.parent, os.W_OK | os.X_OK):
+        raise ResumeError(f"{root}: no permission to write there; choose another --out")
+
+
 def _check_can_create(root: Path) -> None:
-    """Refuse before the run an --out that cannot hold the results folder."""
     parent = root.parent
     while not parent.exists():  # the folders `mkdir -p` would make
         parent = parent.parent
@@ -175,13 +226,9 @@ def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[
     folder's spec.yaml must describe every trial it holds. Returns the ids of complete trials.
     """
     root = folder.root
+    check_writable(root)
     if not root.exists():
-        _check_can_create(root)
         return set()
-    if not root.is_dir():
-        raise ResumeError(f"{root} exists and is not a folder; choose another --out")
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise ResumeError(f"{root}: no permission to write there; choose another --out")
     if not folder.spec_path.exists():
         if any(not name.startswith(".") for name in os.listdir(root)):
             raise ResumeError(
@@ -290,9 +337,8 @@ def diff(old: object, new: object, path: str = "") -> list[str]:
 class ResultsStore:
     """Writes one sweep's results folder as trials finish (one writer: the driver)."""
 
-    def __init__(self, folder: ResultsFolder, order: Mapping[str, int], lock: FolderLock) -> None:
+    def __init__(self, folder: ResultsFolder, order: Mapping[str, int]) -> None:
         self.folder = folder
-        self._lock = lock
         self._order = order
         self._rows = folder.read_rows()
         self._kept = folder.complete_ids()
@@ -306,29 +352,23 @@ class ResultsStore:
         fresh: bool,
         run_info: Mapping[str, Any],
     ) -> ResultsStore:
-        """Lock the folder and make it ready for a run; call only after the spec and resume
-        checks passed, and `close` the store at the end of the run.
+        """Make the folder ready for a run; call only while holding its `FolderLock` and after
+        the spec and resume checks passed.
 
         With `fresh`, an existing results folder is removed first (only one holding a
-        spec.yaml: `check_resume` refuses anything else). Raises `FolderInUseError`, having
-        changed nothing, while another run holds the folder.
+        spec.yaml: `check_resume` refuses anything else).
         """
         root = folder.root
-        lock = FolderLock(root)
-        try:
-            if fresh and folder.spec_path.exists():
-                _remove_tree(root)
-            for sub in (folder.episodes_dir, folder.evals_dir, folder.models_dir):
-                sub.mkdir(parents=True, exist_ok=True)
-            _remove_temp_files(root)
-            write_bytes_atomic(folder.spec_path, spec.text.encode("utf-8"))
-            manifest = _read_json(folder.manifest_path) or {"name": spec.name, "created_at": now()}
-            manifest.setdefault("runs", []).append({"started_at": now(), **run_info})
-            write_bytes_atomic(folder.manifest_path, _json_bytes(manifest))
-        except BaseException:
-            lock.release()
-            raise
-        return cls(folder, {trial.trial_id: i for i, trial in enumerate(expand(spec))}, lock)
+        if fresh and folder.spec_path.exists():
+            _remove_tree(root)
+        for sub in (folder.episodes_dir, folder.evals_dir, folder.models_dir):
+            sub.mkdir(parents=True, exist_ok=True)
+        _remove_temp_files(root)
+        write_bytes_atomic(folder.spec_path, spec.text.encode("utf-8"))
+        manifest = _read_json(folder.manifest_path) or {"name": spec.name, "created_at": now()}
+        manifest.setdefault("runs", []).append({"started_at": now(), **run_info})
+        write_bytes_atomic(folder.manifest_path, _json_bytes(manifest))
+        return cls(folder, {trial.trial_id: i for i, trial in enumerate(expand(spec))})
 
     def record(self, outcome: TrialOutcome) -> None:
         """Write a finished trial's data files, then its row in trials.parquet."""
@@ -360,10 +400,6 @@ class ResultsStore:
         manifest = _read_json(self.folder.manifest_path) or {"runs": [{}]}
         manifest["runs"][-1].update({"finished_at": now(), **summary})
         write_bytes_atomic(self.folder.manifest_path, _json_bytes(manifest))
-
-    def close(self) -> None:
-        """Release the folder for other runs."""
-        self._lock.release()
 
     def _write_rows(self) -> None:
         rows = sorted(self._rows.values(), key=lambda r: self._order.get(r["trial_id"], 1 << 30))

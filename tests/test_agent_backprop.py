@@ -81,3 +81,29 @@ def test_a_narrow_layer_keeps_its_weight_and_gradient_stored_transposed() -> Non
     assert head.weight.transpose(1, 2).is_contiguous()
     assert head.weight.grad is not None and head.weight.grad.stride() == head.weight.stride()
     assert copy.deepcopy(net).advantage.weight.stride() == head.weight.stride()
+
+
+@pytest.mark.parametrize(("width", "batch"), [(16, 16), (32, 64), (64, 32), (256, 64)])
+def test_every_layer_computes_an_agent_the_same_alone_or_among_eight(
+    width: int, batch: int
+) -> None:
+    """An agent's numbers must not depend on its group (float32, one thread): forward and
+    backward of every kind of layer, the one-output V(s) head included, for agent 3 of 8 and
+    the same agent alone."""
+    torch.set_num_threads(1)
+    group = QNetwork(8, width, 2, [width], dueling=True)
+    group.reset_parameters([torch.Generator().manual_seed(s) for s in range(8)])
+    alone = QNetwork(1, width, 2, [width], dueling=True)
+    with torch.no_grad():
+        for mine, theirs in zip(alone.parameters(), group.parameters(), strict=True):
+            mine.copy_(theirs[3:4])
+    obs = torch.randn(8, batch, width, generator=torch.Generator().manual_seed(0))
+    grad_q = torch.randn(8, batch, 2, generator=torch.Generator().manual_seed(1))
+    grouped, single = Backprop(group, batch), Backprop(alone, batch)
+    assert torch.equal(grouped.forward(obs)[3:4], single.forward(obs[3:4]))
+    assert torch.equal(group(obs)[3:4], alone(obs[3:4]))
+    grouped.backward(grad_q)
+    single.backward(grad_q[3:4])
+    for (name, p), q in zip(group.named_parameters(), alone.parameters(), strict=True):
+        assert p.grad is not None and q.grad is not None
+        assert torch.equal(p.grad[3:4], q.grad), name

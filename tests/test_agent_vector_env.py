@@ -54,9 +54,9 @@ def test_torch_cartpole_matches_gymnasium_step_by_step() -> None:
 
 
 def test_torch_cartpole_running_on_its_own_matches_gymnasium() -> None:
-    """The same comparison without help: our env keeps its own step counter and start states
-    across episodes (gymnasium's copy is only put in each of our start states), so the
-    500-step limit, its reset and the refills of start states are compared as well."""
+    """The same comparison without help: our env keeps its own step counter across episodes
+    and resets itself (gymnasium's copy is put in each of our start states), so the 500-step
+    limit and its reset are compared as well. Start states are tested in the next test."""
     ours = TorchCartPole([3], device=CPU)
     obs = ours.reset()[0].numpy()
     env = gym.make("CartPole-v1")

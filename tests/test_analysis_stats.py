@@ -82,6 +82,12 @@ def test_one_seed_has_no_interval() -> None:
         )
         np.testing.assert_array_equal(est, [3.0, 4.0])
         assert np.isnan(low).all() and np.isnan(high).all()
+    # Nor a stratum of one seed, nor a comparison with one seed on a side.
+    x, strata = np.array([1.0, 2.0, 3.0, 4.0, 9.0]), np.array(["a", "a", "a", "a", "b"])
+    stratified = bootstrap_ci(x, rng=np.random.default_rng(0), strata=strata)
+    assert np.isnan(stratified.low) and np.isnan(stratified.high)
+    p = probability_of_improvement_ci([3.0], [1.0, 2.0], rng=np.random.default_rng(0))
+    assert float(p.estimate) == 1.0 and np.isnan(p.low) and np.isnan(p.high)
 
 
 @pytest.mark.parametrize("statistic", ["mean", "iqm"])
@@ -148,9 +154,13 @@ def test_interval_contains_the_estimate_for_many_random_inputs() -> None:
         else:
             x = np.full((n_seeds, n_points), 0.1)  # constant: rounding must not break it
         strata = rng.integers(0, 3, size=n_seeds) if trial % 2 else None
+        lone = strata is not None and np.unique(strata, return_counts=True)[1].min() < 2
         for statistic in (mean, iqm):
             est, low, high = bootstrap_ci(x, statistic, rng=rng, n_resamples=200, strata=strata)
             assert est.shape == low.shape == high.shape == (n_points,)
+            if lone:  # a stratum of one seed: no interval
+                assert np.isnan(low).all() and np.isnan(high).all()
+                continue
             assert np.all(low <= est)
             assert np.all(est <= high)
 

@@ -94,6 +94,13 @@ BAD_SPECS = [
     ),
     ("not a mapping", "- just\n- a list\n", "", "expected a mapping"),
     ("empty budget", _with(budget={}), "budget", "give budget: {env_steps: N}"),
+    ("budget without a value", _with(budget={"env_steps": None}), "budget.env_steps", "no value"),
+    (
+        "a number in quotes",
+        _with(budget={"env_steps": "3000"}),
+        "budget.env_steps",
+        "write 3000 without quotes",
+    ),
     (
         "number YAML reads as text",
         _with(budget={"env_steps": "3e5"}),

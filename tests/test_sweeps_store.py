@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 
 from dqn_agent import load
+from sweeps.cli import EXIT_BAD_INPUT, main
 from sweeps.plan import expand
 from sweeps.runner import run_unit
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.store import (
     FolderInUseError,
+    FolderLock,
     ResultsFolder,
     ResultsStore,
     ResumeError,
@@ -125,26 +127,38 @@ def test_readers_of_the_folder_skip_temporary_files(
     (episodes_dir / f".{outcomes[1].spec.trial_id}.parquet.999.tmp").write_bytes(b"PAR1 torn")
     pd.testing.assert_frame_equal(pd.read_parquet(episodes_dir), expected)
     # ... and the next run clears it away.
-    store.close()
-    _store(tmp_path, _spec()).close()
+    _store(tmp_path, _spec())
     assert _hidden_files(tmp_path) == []
 
 
-def test_one_run_at_a_time_writes_a_folder(tmp_path: Path, outcomes: list[TrialOutcome]) -> None:
-    first = _store(tmp_path / "store", _spec())
-    first.record(outcomes[0])
-    before = {p: p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file()}
-    for fresh in (False, True):  # not even --fresh may take the folder from a run
-        with pytest.raises(FolderInUseError) as caught:
-            ResultsStore.open(ResultsFolder(tmp_path / "store"), _spec(), fresh=fresh, run_info={})
-        assert str(tmp_path / "store") in str(caught.value)
-        assert f"process {os.getpid()}" in str(caught.value) and "--out" in str(caught.value)
-    after = {p: p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file()}
+def test_one_run_at_a_time_writes_a_folder(
+    tmp_path: Path, outcomes: list[TrialOutcome], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    first = FolderLock(out / "store")
+    _store(out / "store", _spec()).record(outcomes[0])
+    before = {p: p.read_bytes() for p in (out / "store").rglob("*") if p.is_file()}
+    with pytest.raises(FolderInUseError) as caught:
+        FolderLock(out / "store")
+    assert str(out / "store") in str(caught.value)
+    assert f"process {os.getpid()}" in str(caught.value) and "--out" in str(caught.value)
+    # Through the command line, not even --fresh: exit code 2, before Ray starts.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    assert main(["run", str(spec), "--out", str(out), "--fresh"]) == EXIT_BAD_INPUT
+    assert "another run is writing this results folder" in capsys.readouterr().err
+    after = {p: p.read_bytes() for p in (out / "store").rglob("*") if p.is_file()}
     assert after == before
-    first.close()
-    second = _store(tmp_path / "store", _spec())  # free once the first run is over
-    second.close()
-    assert [p.name for p in tmp_path.iterdir()] == ["store"]  # the lock file went with the run
+    first.release()
+    with FolderLock(out / "store"):  # free once the first run is over
+        pass
+    assert [p.name for p in out.iterdir()] == ["store"]  # the lock file went with the run
+
+
+def test_a_lock_that_finds_nothing_to_do_leaves_nothing_behind(tmp_path: Path) -> None:
+    with FolderLock(tmp_path / "new" / "deeper" / "store"):
+        assert (tmp_path / "new" / "deeper" / ".store.lock").exists()
+    assert list(tmp_path.iterdir()) == []  # the folders it made for its file are gone too
 
 
 def test_a_failed_trial_is_a_row_with_its_error(
@@ -177,7 +191,6 @@ def folder(tmp_path: Path, outcomes: list[TrialOutcome]) -> ResultsFolder:
     store = _store(tmp_path / "store", _spec())
     for outcome in outcomes:
         store.record(outcome)
-    store.close()
     return ResultsFolder(tmp_path / "store")
 
 
@@ -226,7 +239,7 @@ def test_first_variants_would_relabel_the_trials_and_are_refused(folder: Results
 def test_fresh_ignores_the_old_trials(folder: ResultsFolder) -> None:
     changed = _spec(SPEC.replace("lr: 0.001", "lr: 0.002"))
     assert check_resume(folder, changed, fresh=True) == set()
-    ResultsStore.open(folder, changed, fresh=True, run_info={}).close()
+    ResultsStore.open(folder, changed, fresh=True, run_info={})
     assert not folder.trials_path.exists()
     assert list(folder.episodes_dir.iterdir()) == []
     assert folder.spec_path.read_text() == changed.text
