@@ -12,9 +12,11 @@ import pytest
 import ray
 
 from sweeps.cli import main
-from sweeps.plan import expand
-from sweeps.runner import run_sweep
-from sweeps.spec import load_spec
+from sweeps.plan import expand, make_plan
+from sweeps.progress import read_board, start_board
+from sweeps.runner import _LiveReporter, _run_unit_task, run_sweep
+from sweeps.spec import load_spec, parse_spec
+from sweeps.store import TrialOutcome
 from tests.conftest import TINY_SPEC, write_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_instance")]  # Ray, training
@@ -152,5 +154,33 @@ def test_a_terminal_gets_a_live_progress_display(tmp_path: Path) -> None:
     report = run_sweep(load_spec(write_spec(tmp_path, SPEC)), out=tmp_path / "out", stream=terminal)
     assert report.exit_code == 0
     shown = terminal.getvalue()
-    assert "4/4" in shown and "env steps/s" in shown and "failed 0" in shown
+    assert "trials 4/4" in shown and "1,200/1,200 steps" in shown  # 4 trials x 300 steps
+    assert "/s ETA" in shown and "failed 0" in shown
     assert "[1/4] complete" not in shown  # the log lines are for pipes, not terminals
+
+
+def test_a_task_reports_its_env_steps_while_it_trains(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, SPEC.replace("env_steps: 300", "env_steps: 2500")))
+    unit = make_plan(spec, group_size=2).units[0]
+    board = start_board()
+    heard: list[int] = []
+    ref = _run_unit_task.remote(unit, 1, None, board)
+    while not ray.wait([ref], timeout=0.05)[0]:
+        heard += read_board(board).values()
+    assert [o.status for o in ray.get(ref)] == ["complete", "complete"]
+    # 2 seeds x 2,500 steps in all, told at 1,000 and 2,000 steps and at the end.
+    assert read_board(board) == {unit[0].trial_id: 2 * 2500}
+    assert any(0 < steps < 2 * 2500 for steps in heard)  # heard before the task ended
+    ray.kill(board)
+
+
+def test_the_live_display_counts_the_steps_of_running_tasks() -> None:
+    reporter = _LiveReporter(2, 600, _Terminal())
+    reporter.update(running=2, steps=250)
+    assert reporter.progress.tasks[0].completed == 250
+    spec = parse_spec(SPEC)
+    first = TrialOutcome(spec=expand(spec)[0], status="failed", error="boom")
+    reporter.finished(first)  # a failed trial's budget counts as done: the bar still fills
+    reporter.update(running=1, steps=200)
+    assert reporter.progress.tasks[0].completed == 300 + 200
+    reporter.close()
