@@ -341,7 +341,6 @@ class ResultsStore:
         self.folder = folder
         self._order = order
         self._rows = folder.read_rows()
-        self._kept = folder.complete_ids()
 
     @classmethod
     def open(
@@ -387,9 +386,10 @@ class ResultsStore:
                 obs_dim=outcome.obs_dim,
                 n_actions=outcome.n_actions,
             )
-        elif trial_id not in self._kept:
-            # Files of an earlier attempt whose row was never marked complete (a killed driver):
-            # a failed trial must not leave episodes behind for readers of the folder.
+        else:
+            # A trial is recorded only if it was not complete (complete ones are never planned
+            # again), so files here are of an earlier attempt whose row was never marked
+            # complete (a killed driver): a failed trial must not leave episodes behind.
             for path in (episodes_path, evals_path, model_path):
                 path.unlink(missing_ok=True)
         self._rows[trial_id] = trial_row(outcome)
