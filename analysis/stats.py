@@ -198,7 +198,7 @@ def _tail_probability(alpha: float, n: int | None) -> float:
     Without `n`, the percentile interval's ``alpha / 2``. With `n` seeds, the expanded
     interval's ``Phi(-sqrt(n / (n - 1)) * t_(n - 1)(1 - alpha / 2))``, for n >= 2.
     """
-    if n is None or n < 2:
+    if n is None:
         return alpha / 2
     widened = math.sqrt(n / (n - 1)) * float(scipy.stats.t.ppf(1 - alpha / 2, df=n - 1))
     return float(scipy.stats.norm.cdf(-widened))
@@ -279,6 +279,9 @@ def probability_of_improvement_ci(
     b = np.asarray(y, dtype=np.float64)
     pairs = _common_strata(a.size, b.size, strata_x, strata_y)
     estimate = probability_of_improvement(a, b, strata_x=strata_x, strata_y=strata_y)
+    est = np.float64(estimate)
+    if min(min(ix.size, iy.size) for ix, iy in pairs) < 2:  # one seed says nothing of spread
+        return Interval(np.asarray(est), np.asarray(np.nan), np.asarray(np.nan))
     boot = np.zeros(n_resamples)
     for ix, iy in pairs:
         xs = a[ix][rng.integers(0, ix.size, size=(n_resamples, ix.size))]  # (n_resamples, n_x)
@@ -287,9 +290,6 @@ def probability_of_improvement_ci(
         for start in range(0, n_resamples, block):
             stop = start + block
             boot[start:stop] += _improvement(xs[start:stop], ys[start:stop]) / len(pairs)
-    est = np.float64(estimate)
-    if min(min(ix.size, iy.size) for ix, iy in pairs) < 2:  # one seed says nothing of spread
-        return Interval(np.asarray(est), np.asarray(np.nan), np.asarray(np.nan))
     alpha = 1.0 - confidence
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     return Interval(np.asarray(est), np.asarray(np.fmin(low, est)), np.asarray(np.fmax(high, est)))

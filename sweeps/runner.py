@@ -617,7 +617,7 @@ class _LiveReporter:
 
     def __init__(self, total: int, total_steps: int | None, stream: TextIO) -> None:
         self.start = time.perf_counter()
-        self.total, self.total_steps = total, total_steps
+        self.total_steps = total_steps
         self.done = self.failed = 0
         self.finished_steps = 0  # agent-env steps of finished trials
         self.shown_steps = 0
