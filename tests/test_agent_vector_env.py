@@ -12,6 +12,7 @@ from dqn_agent.networks import QNetwork
 from dqn_agent.vector_env import (
     GymnasiumVectorEnv,
     TorchCartPole,
+    autoreset_step,
     cartpole_dynamics,
     make_vector_env,
 )
@@ -122,6 +123,46 @@ def test_dynamics_by_numpy_and_by_torch_agree() -> None:
     np.testing.assert_allclose(by_torch.numpy(), by_numpy, rtol=0, atol=1e-15)
     np.testing.assert_array_equal(fell_torch.numpy(), fell_numpy)
     assert 0.2 < fell_numpy.mean() < 0.8  # both outcomes compared
+
+
+def test_the_whole_step_by_numpy_and_by_torch_agrees() -> None:
+    """`TorchCartPole` steps with numpy on the CPU and with torch on a GPU: the same function,
+    run both ways for 3,000 steps of 6 copies, falls, time limits and resets from the
+    start-state blocks included. Each step starts both from the numpy state, since the last-bit
+    differences of their sines (see above) grow over a long balanced episode."""
+    rng = np.random.default_rng(1)
+    n, block = 6, 64
+    starts = rng.uniform(-0.05, 0.05, size=(n * block, 4))
+    first_start = np.arange(n) * block
+    state, elapsed, used = starts[first_start].copy(), np.zeros(n, np.int64), np.ones(n, np.int64)
+    state_t, elapsed_t, used_t = (torch.from_numpy(a.copy()) for a in (state, elapsed, used))
+    starts_t, first_start_t = torch.from_numpy(starts), torch.from_numpy(first_start)
+    endings = {"terminated": 0, "truncated": 0}
+    for t in range(3_000):
+        if t % 256 == 0:  # as TorchCartPole refills: every copy back to the start of its block
+            used[:] = 0
+            used_t.zero_()
+        state_t.copy_(torch.from_numpy(state))
+        balance = (state[:, 2] + 0.5 * state[:, 3] > 0).astype(np.int64)
+        actions = np.where(np.arange(n) % 2 == 0, balance, rng.integers(2, size=n))
+        final, terminated, truncated = autoreset_step(
+            state, elapsed, used, starts, first_start, actions
+        )
+        final_t, terminated_t, truncated_t = autoreset_step(
+            state_t, elapsed_t, used_t, starts_t, first_start_t, torch.from_numpy(actions)
+        )
+        for mine, theirs in ((final_t, final), (state_t, state)):
+            np.testing.assert_allclose(mine.numpy(), theirs, rtol=0, atol=1e-15)
+        for mine, theirs in (
+            (terminated_t, terminated),
+            (truncated_t, truncated),
+            (elapsed_t, elapsed),
+            (used_t, used),
+        ):
+            np.testing.assert_array_equal(mine.numpy(), theirs)
+        endings["terminated"] += int(terminated.sum())
+        endings["truncated"] += int(truncated.sum())
+    assert endings["terminated"] >= 20 and endings["truncated"] >= 5
 
 
 def test_dynamics_broadcast_over_any_leading_shape() -> None:
