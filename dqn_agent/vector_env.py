@@ -193,7 +193,8 @@ class TorchCartPole:
 
     The state lives in torch tensors. On a GPU, torch steps them on the device; on the CPU,
     numpy steps them through views of the same memory, for the reason `step_cartpole` gives
-    (there the whole step, resets included, took 45 us for ten copies against 110 us in torch).
+    (for ten copies the whole step, resets included, took 55 us, against 75 us with only the
+    dynamics in numpy, and twice as long all in torch; best of 30 bursts of 500 steps).
     """
 
     BLOCK = 64
