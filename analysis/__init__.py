@@ -7,45 +7,96 @@ grid, aggregates over seeds with bootstrap intervals, and draws the figures and 
 
 from __future__ import annotations
 
-from analysis.aggregate import (
-    DEFAULT_THRESHOLDS,
-    SUMMARY_KEYS,
-    aggregate_curves,
-    default_threshold,
-    improvement_matrix,
-    per_trial_scores,
-    summary_table,
-)
-from analysis.align import (
-    align,
-    align_episodes,
-    align_evals,
-    bin_episode_returns,
-    carry_last,
-    smooth_per_seed,
-)
-from analysis.load import Results, ResultsError, load_results
-from analysis.plots import (
-    plot_final_performance,
-    plot_learning_curves,
-    plot_probability_of_improvement,
-    plot_q_statistics,
-    plot_seed_variance,
-    plot_steps_to_threshold,
-)
-from analysis.report import format_summary, render_all
-from analysis.stats import (
-    Interval,
-    area_under_curve,
-    bootstrap_ci,
-    censored_median,
-    iqm,
-    mean,
-    probability_of_improvement,
-    probability_of_improvement_ci,
-    resample_indices,
-    steps_to_threshold,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.aggregate import (
+        DEFAULT_THRESHOLDS,
+        SUMMARY_KEYS,
+        aggregate_curves,
+        default_threshold,
+        improvement_matrix,
+        per_trial_scores,
+        summary_table,
+    )
+    from analysis.align import (
+        align,
+        align_episodes,
+        align_evals,
+        bin_episode_returns,
+        carry_last,
+        smooth_per_seed,
+    )
+    from analysis.load import Results, ResultsError, load_results
+    from analysis.plots import (
+        plot_final_performance,
+        plot_learning_curves,
+        plot_probability_of_improvement,
+        plot_q_statistics,
+        plot_seed_variance,
+        plot_steps_to_threshold,
+    )
+    from analysis.report import format_summary, render_all
+    from analysis.stats import (
+        Interval,
+        area_under_curve,
+        bootstrap_ci,
+        censored_median,
+        iqm,
+        mean,
+        probability_of_improvement,
+        probability_of_improvement_ci,
+        resample_indices,
+        steps_to_threshold,
+    )
+
+_MODULE_OF = {
+    "DEFAULT_THRESHOLDS": "analysis.aggregate",
+    "SUMMARY_KEYS": "analysis.aggregate",
+    "aggregate_curves": "analysis.aggregate",
+    "default_threshold": "analysis.aggregate",
+    "improvement_matrix": "analysis.aggregate",
+    "per_trial_scores": "analysis.aggregate",
+    "summary_table": "analysis.aggregate",
+    "align": "analysis.align",
+    "align_episodes": "analysis.align",
+    "align_evals": "analysis.align",
+    "bin_episode_returns": "analysis.align",
+    "carry_last": "analysis.align",
+    "smooth_per_seed": "analysis.align",
+    "Results": "analysis.load",
+    "ResultsError": "analysis.load",
+    "load_results": "analysis.load",
+    "plot_final_performance": "analysis.plots",
+    "plot_learning_curves": "analysis.plots",
+    "plot_probability_of_improvement": "analysis.plots",
+    "plot_q_statistics": "analysis.plots",
+    "plot_seed_variance": "analysis.plots",
+    "plot_steps_to_threshold": "analysis.plots",
+    "format_summary": "analysis.report",
+    "render_all": "analysis.report",
+    "Interval": "analysis.stats",
+    "area_under_curve": "analysis.stats",
+    "bootstrap_ci": "analysis.stats",
+    "censored_median": "analysis.stats",
+    "iqm": "analysis.stats",
+    "mean": "analysis.stats",
+    "probability_of_improvement": "analysis.stats",
+    "probability_of_improvement_ci": "analysis.stats",
+    "resample_indices": "analysis.stats",
+    "steps_to_threshold": "analysis.stats",
+}
+"""Where each name lives. Each is imported on first use (PEP 562), so that importing one light
+module of the package, as the command line does to build its parsers (`analysis.options`),
+does not first import pandas, scipy and matplotlib here."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(_MODULE_OF[name]), name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

@@ -49,9 +49,9 @@ import pandas as pd
 
 from analysis.align import GROUP, SEED
 from analysis.load import COMPLETE, Results
+from analysis.options import DEFAULT_RESAMPLES
 from analysis.stats import (
     DEFAULT_CONFIDENCE,
-    DEFAULT_RESAMPLES,
     area_under_curve,
     bootstrap_ci,
     censored_median,

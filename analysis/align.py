@@ -21,20 +21,13 @@ metric, the x axis and the axis labels.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from analysis.load import Results, ResultsError
+from analysis.options import METRICS, X_AXES, Metric, XAxis
 from analysis.stats import FloatArray
-
-Metric = Literal["eval", "episode"]
-XAxis = Literal["env_step", "episode", "wall_s"]
-
-METRICS: tuple[Metric, ...] = ("eval", "episode")
-X_AXES: tuple[XAxis, ...] = ("env_step", "episode", "wall_s")
 
 GROUP = ["config", "env_id"]
 """One curve per configuration and environment."""

@@ -3,6 +3,9 @@
 The console script owns the top-level parser; it calls `add_plot_parser` and
 `add_summary_parser` on its subparsers, then ``args.func(args)`` for the exit code:
 0 all good, 2 bad input (a message naming the path on stderr; nothing written).
+
+Building the parsers imports no numerical library: the handlers import what they use, so that
+`dqn-sweep --help`, or `dqn-sweep validate`, does not wait seconds for pandas and matplotlib.
 """
 
 from __future__ import annotations
@@ -11,13 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from analysis.aggregate import summary_table
-from analysis.align import METRICS, X_AXES
-from analysis.load import ResultsError, load_results
-from analysis.report import FIGURE_FORMATS, SUMMARY_FORMATS, format_summary, render_all
-from analysis.stats import DEFAULT_RESAMPLES
+from analysis.options import DEFAULT_RESAMPLES, FIGURE_FORMATS, METRICS, SUMMARY_FORMATS, X_AXES
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -134,6 +131,9 @@ def _bad_input(err: Exception) -> int:
 
 def plot_command(args: argparse.Namespace) -> int:
     """Handler of ``dqn-sweep plot``: render every figure and list the files written."""
+    from analysis.load import ResultsError, load_results  # pandas and matplotlib: see module doc
+    from analysis.report import render_all
+
     out = args.out if args.out is not None else args.results[0] / "plots"
     try:
         results = load_results(args.results)
@@ -162,6 +162,12 @@ def plot_command(args: argparse.Namespace) -> int:
 
 def summary_command(args: argparse.Namespace) -> int:
     """Handler of ``dqn-sweep summary``: print the summary table to stdout."""
+    import numpy as np
+
+    from analysis.aggregate import summary_table
+    from analysis.load import ResultsError, load_results
+    from analysis.report import format_summary
+
     try:
         results = load_results(args.results)
         table = summary_table(

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -29,8 +29,16 @@ from analysis.aggregate import (
     per_trial_scores,
     summary_table,
 )
-from analysis.align import Metric, XAxis, align, align_evals
+from analysis.align import align, align_evals
 from analysis.load import Results, load_results
+from analysis.options import (
+    DEFAULT_RESAMPLES,
+    FIGURE_FORMATS,
+    SUMMARY_FORMATS,
+    Metric,
+    SummaryFormat,
+    XAxis,
+)
 from analysis.plots import (
     FIGSIZE,
     STYLE,
@@ -42,11 +50,8 @@ from analysis.plots import (
     plot_seed_variance,
     plot_steps_to_threshold,
 )
-from analysis.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
+from analysis.stats import DEFAULT_CONFIDENCE
 
-SummaryFormat = Literal["markdown", "csv", "json"]
-SUMMARY_FORMATS: tuple[SummaryFormat, ...] = ("markdown", "csv", "json")
-FIGURE_FORMATS = ("png", "svg", "pdf")
 DPI = 150
 
 # Fixed metadata so that the same results give byte-identical files.

@@ -23,13 +23,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.stats
 
+from analysis.options import DEFAULT_RESAMPLES
+
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 
 Statistic = Callable[[FloatArray, int], FloatArray]
 """A reduction ``f(x, axis)`` that removes `axis` (the seed axis), like `mean` and `iqm`."""
 
-DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
 
 # Bootstrap blocks are (resamples, seeds, points) float64 arrays: cap one at 2**23 elements

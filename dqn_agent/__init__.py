@@ -8,7 +8,9 @@ result.evals  # a pandas DataFrame of greedy evaluations
 
 from __future__ import annotations
 
-from dqn_agent.checkpoint import GreedyPolicy, load, save_weights
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dqn_agent.config import (
     PRESETS,
     AgentConfig,
@@ -19,7 +21,30 @@ from dqn_agent.config import (
     hidden_sizes_text,
 )
 from dqn_agent.envs import UnsupportedEnvError, make_env
-from dqn_agent.training import Progress, TrialResult, train, train_group
+
+if TYPE_CHECKING:
+    from dqn_agent.checkpoint import GreedyPolicy, load, save_weights
+    from dqn_agent.training import Progress, TrialResult, train, train_group
+
+_NEEDS_TORCH = {
+    "GreedyPolicy": "dqn_agent.checkpoint",
+    "load": "dqn_agent.checkpoint",
+    "save_weights": "dqn_agent.checkpoint",
+    "Progress": "dqn_agent.training",
+    "TrialResult": "dqn_agent.training",
+    "train": "dqn_agent.training",
+    "train_group": "dqn_agent.training",
+}
+"""Names imported from their module on first use (PEP 562). Importing torch takes seconds;
+configurations and specs need none of it, so `dqn-sweep validate` and `--help` do not wait
+for it."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NEEDS_TORCH:
+        return getattr(importlib.import_module(_NEEDS_TORCH[name]), name)
+    raise AttributeError(f"module 'dqn_agent' has no attribute {name!r}")
+
 
 __all__ = [
     "PRESETS",

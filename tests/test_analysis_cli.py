@@ -54,7 +54,7 @@ def test_plot_options_reach_the_figures(
         given.update(kwargs)
         return real_render_all(*args, **kwargs)
 
-    monkeypatch.setattr(analysis.cli, "render_all", spy)
+    monkeypatch.setattr(analysis.report, "render_all", spy)  # where the handler imports it from
     argv = ["plot", str(sweep), "--out", str(tmp_path / "figs"), "--metric", "episode"]
     argv += ["--x", "wall_s", "--smooth", "3", "--per-seed", "--threshold", "100"]
     argv += ["--resamples", "100", "--seed", "1", "--format", "svg", "pdf"]

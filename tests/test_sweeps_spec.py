@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -249,6 +251,25 @@ def test_validate_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "2 configuration(s) x 2 seed(s) = 4 trials" in out
     assert "hidden_sizes=16" in out and "hidden_sizes=32" in out
+
+
+def test_help_and_validate_import_no_numerical_library() -> None:
+    """`dqn-sweep --help` and `validate` answer without torch, Ray, pandas, scipy or matplotlib,
+    whose imports took five seconds. A fresh interpreter, since this one has them loaded."""
+    smoke = next(p for p in SPECS if p.name == "smoke.yaml")
+    heavy = ("torch", "ray", "pandas", "scipy", "matplotlib")
+    check = (
+        "import contextlib, io, sys\n"
+        "from sweeps.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    with contextlib.suppress(SystemExit):\n"
+        "        main(['--help'])\n"
+        f"    assert main(['validate', {str(smoke)!r}]) == 0\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_validate_bad_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
