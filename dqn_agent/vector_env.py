@@ -162,20 +162,20 @@ def autoreset_step(
     truncated = elapsed >= MAX_EPISODE_STEPS  # as TimeLimit: may coincide with a fall
     done = terminated | truncated
     block = starts.shape[0] // state.shape[0]
-    fresh = starts[minimum(used, block - 1) + first_start]  # each copy's next unused start
+    fresh = starts[_minimum(used, block - 1) + first_start]  # each copy's next unused start
     used += done
-    state[...] = where(done[:, None], fresh, next_state)
+    state[...] = _where(done[:, None], fresh, next_state)
     elapsed *= ~done  # back to 0 where an episode ended
     return next_state, terminated, truncated
 
 
-def where(condition: Array, yes: Array, no: Array) -> Array:
+def _where(condition: Array, yes: Array, no: Array) -> Array:
     """`np.where` or `torch.where`, whichever fits the arrays."""
     chosen: Array = (np if isinstance(condition, np.ndarray) else torch).where(condition, yes, no)
     return chosen
 
 
-def minimum(values: Array, bound: int) -> Array:
+def _minimum(values: Array, bound: int) -> Array:
     """Elementwise min(value, bound). (numpy's `clip` method costs several times `minimum`.)"""
     if isinstance(values, np.ndarray):
         smaller: Array = np.minimum(values, bound)
@@ -228,7 +228,7 @@ class TorchCartPole:
 
     def reset(self) -> torch.Tensor:
         self.refill_starts()
-        self.state = self._starts[self._first_start].clone()
+        self.state = self._starts[self._first_start]  # indexing by a tensor copies
         self._used.fill_(1)
         self.elapsed.zero_()
         self._steps = 0
