@@ -240,21 +240,16 @@ class TorchCartPole:
         self._steps += 1
         tensors = (self.state, self.elapsed, self._used, self._starts, self._first_start, actions)
         if self.device.type == "cpu":
-            final, terminated, truncated = autoreset_step(*(t.numpy() for t in tensors))
-            return StepResult(
-                next_obs=torch.from_numpy(self.state.numpy().astype(np.float32)),
-                final_obs=torch.from_numpy(final.astype(np.float32)),
-                reward=self._reward,
-                terminated=torch.from_numpy(terminated),
-                truncated=torch.from_numpy(truncated),
-            )
-        final_t, terminated_t, truncated_t = autoreset_step(*tensors)
+            by_numpy = autoreset_step(*(t.numpy() for t in tensors))
+            final, terminated, truncated = (torch.from_numpy(a) for a in by_numpy)
+        else:
+            final, terminated, truncated = autoreset_step(*tensors)
         return StepResult(
             next_obs=self.state.float(),
-            final_obs=final_t.float(),
+            final_obs=final.float(),
             reward=self._reward,
-            terminated=terminated_t,
-            truncated=truncated_t,
+            terminated=terminated,
+            truncated=truncated,
         )
 
     def close(self) -> None:
