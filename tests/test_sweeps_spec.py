@@ -272,6 +272,20 @@ def test_help_and_validate_import_no_numerical_library() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_the_lazily_imported_names_are_the_exported_ones() -> None:
+    """`analysis` and `dqn_agent` list their exports three times (for type checkers, for the
+    imports on first use, in `__all__`): every exported name must resolve, and every name
+    imported on first use must be exported."""
+    import analysis
+    import dqn_agent
+
+    assert set(analysis._MODULE_OF) == set(analysis.__all__)
+    assert set(dqn_agent._NEEDS_TORCH) <= set(dqn_agent.__all__)
+    for package in (analysis, dqn_agent):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, f"{package.__name__}.{name}"
+
+
 def test_validate_bad_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text(_with(grid={"lr": []}))
