@@ -32,6 +32,10 @@ rename):
 ``wall_s``                   mean over complete trials of the wall-clock seconds of the
                              task that trained each (seeds trained together share one)
 ``env_steps_per_s``          mean over complete trials of ``env_steps / wall_s``
+``ci_method``                how the intervals were made (``95% bootstrap over seeds,
+                             expanded percentile``: see `analysis.stats.bootstrap_ci`; with
+                             fewer than `analysis.stats.FEW_SEEDS` seeds an interval is the
+                             seeds' range, which holds the mean less often than stated)
 ===========================  ==============================================================
 
 Unknown values (no complete seed, no threshold, an older folder without timings) are NaN in
@@ -52,6 +56,7 @@ from analysis.load import COMPLETE, Results
 from analysis.options import DEFAULT_RESAMPLES
 from analysis.stats import (
     DEFAULT_CONFIDENCE,
+    INTERVAL_METHOD,
     area_under_curve,
     bootstrap_ci,
     censored_median,
@@ -85,6 +90,7 @@ SUMMARY_KEYS = (
     "n_reached_threshold",
     "wall_s",
     "env_steps_per_s",
+    "ci_method",
 )
 """Column order of the summary table (see the module docstring)."""
 
@@ -291,15 +297,19 @@ def summary_table(
                 "final_mean_ci": final_mean_ci,
                 "final_iqm": final_iqm,
                 "final_iqm_ci": final_iqm_ci,
-                "auc": float(mine["auc"].mean()) if finals.size else math.nan,
+                # NaN propagates (a seed with a NaN evaluation), as in final_mean.
+                "auc": float(mine["auc"].mean(skipna=False)) if finals.size else math.nan,
                 "threshold": thr,
                 "steps_to_threshold_median": censored_median(steps),
                 "n_reached_threshold": int(np.isfinite(steps).sum()),
                 "wall_s": _mean_or_nan(complete["wall_s"]),
                 "env_steps_per_s": _mean_or_nan(complete["env_steps_per_s"]),
+                "ci_method": f"{confidence:.0%} bootstrap over seeds, {INTERVAL_METHOD}",
             }
         )
-    return pd.DataFrame.from_records(records, columns=list(SUMMARY_KEYS))
+    table = pd.DataFrame.from_records(records, columns=list(SUMMARY_KEYS))
+    table.attrs.update(confidence=confidence, n_resamples=n_resamples)
+    return table
 
 
 def improvement_matrix(

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analysis.load import Results, ResultsError
+from analysis.load import COMPLETE, Results, ResultsError
 from analysis.options import METRICS, X_AXES, Metric, XAxis
 from analysis.stats import FloatArray
 
@@ -233,23 +233,52 @@ def align_episodes(
         )
     spans = _spans(trials, x)
     parts: list[tuple[pd.DataFrame, FloatArray, FloatArray]] = []
-    for _, group in episodes.groupby(GROUP, sort=False):
-        seeds = [rows for _, rows in group.groupby(SEED, sort=False)]
+    for seeds in _episodes_by_configuration(episodes, trials):
         if x == "episode":
-            n = min(len(rows) for rows in seeds)
+            n = min(len(rows) for _, rows in seeds)
             grid = np.arange(n, dtype=np.float64)
-            for rows in seeds:
+            for id_row, rows in seeds:
                 values = rows["episode_return"].to_numpy(np.float64)[:n]
-                parts.append((_id_row(rows), grid, values))
+                parts.append((id_row, grid, values))
             continue
-        ends = [rows[x].to_numpy(np.float64) for rows in seeds]
-        keys = [(str(r["sweep"].iloc[0]), str(r["trial_id"].iloc[0])) for r in seeds]
-        end = min(max(spans.get(key, 0.0), float(e[-1])) for key, e in zip(keys, ends, strict=True))
+        ends = [rows[x].to_numpy(np.float64) for _, rows in seeds]
+        keys = [(str(i["sweep"].iloc[0]), str(i["trial_id"].iloc[0])) for i, _ in seeds]
+        end = min(
+            max(spans.get(key, 0.0), float(e[-1]) if e.size else 0.0)
+            for key, e in zip(keys, ends, strict=True)
+        )
         edges = np.linspace(0.0, end, n_bins + 1)
-        for rows, e in zip(seeds, ends, strict=True):
+        for (id_row, rows), e in zip(seeds, ends, strict=True):
             values = bin_episode_returns(e, rows["episode_return"].to_numpy(np.float64), edges)
-            parts.append((_id_row(rows), edges[1:], values))
+            parts.append((id_row, edges[1:], values))
     return _tidy(parts)
+
+
+def _episodes_by_configuration(
+    episodes: pd.DataFrame, trials: pd.DataFrame | None
+) -> list[list[tuple[pd.DataFrame, pd.DataFrame]]]:
+    """Per configuration, (id row, episode rows) of each seed.
+
+    With the trials table, every complete trial is a seed, including one that finished no
+    training episode (a long first episode, a short budget): its rows are empty, so on the
+    episode axis its configuration's grid is empty, and on a binned axis its values are NaN
+    (before its first episode) and so are the configuration's aggregates, rather than its
+    curve quietly standing for the other seeds only.
+    """
+    if trials is None:
+        return [
+            [(_id_row(rows), rows) for _, rows in group.groupby(SEED, sort=False)]
+            for _, group in episodes.groupby(GROUP, sort=False)
+        ]
+    by_seed = {(str(key[0]), str(key[1])): rows for key, rows in episodes.groupby(SEED, sort=False)}
+    complete = trials[trials["status"] == COMPLETE]
+    return [
+        [
+            (_id_row(trial), by_seed.get((str(sweep), str(trial_id)), episodes.iloc[:0]))
+            for (sweep, trial_id), trial in group.groupby(SEED, sort=False)
+        ]
+        for _, group in complete.groupby(GROUP, sort=False)
+    ]
 
 
 def smooth_per_seed(aligned: pd.DataFrame, window: int) -> pd.DataFrame:

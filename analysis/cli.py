@@ -152,9 +152,12 @@ def plot_command(args: argparse.Namespace) -> int:
         )
     except (ResultsError, ValueError) as err:
         return _bad_input(err)
-    note = results.failure_note()
-    if note:
-        print(f"note: {note}", file=sys.stderr)
+    notes = [results.failure_note(), results.unfinished_note()]
+    if args.metric == "episode":
+        notes.append(results.no_episode_note())
+    for note in notes:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     for path in paths:
         print(f"wrote {path}")
     return EXIT_OK
@@ -178,8 +181,8 @@ def summary_command(args: argparse.Namespace) -> int:
         )
     except (ResultsError, ValueError) as err:
         return _bad_input(err)
-    note = results.failure_note()
-    if note:
-        print(f"note: {note}", file=sys.stderr)
+    for note in (results.failure_note(), results.unfinished_note()):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     sys.stdout.write(format_summary(table, args.fmt))
     return EXIT_OK

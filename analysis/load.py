@@ -18,6 +18,7 @@ environments is kept: it is the same configuration run on several tasks.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,8 @@ class Results:
     episodes: pd.DataFrame
     evals: pd.DataFrame
     dirs: tuple[Path, ...]
+    unfinished: tuple[str, ...] = ()
+    """Per folder whose sweep has trials without a row yet, a line saying how many and why."""
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -76,6 +79,33 @@ class Results:
         return (
             f"{len(failed)} of {len(self.trials)} trials failed and are left out of the "
             f"curves: {shown} (see the error column of trials.parquet)"
+        )
+
+    def unfinished_note(self) -> str | None:
+        """The `unfinished` lines as one note, or None when every sweep has all its trials."""
+        return "; ".join(self.unfinished) or None
+
+    def no_episode_note(self) -> str | None:
+        """One line naming the complete trials that finished no training episode, or None.
+
+        Their configurations have no training-return curve (see `analysis.align.align_episodes`);
+        evaluation curves are unaffected."""
+        complete = self.trials[self.trials["status"] == COMPLETE]
+        keys = set(zip(self.episodes["sweep"], self.episodes["trial_id"], strict=True))
+        silent = [
+            f"{sweep}/{trial_id}"
+            for sweep, trial_id in zip(complete["sweep"], complete["trial_id"], strict=True)
+            if (sweep, trial_id) not in keys
+        ]
+        if not silent:
+            return None
+        shown = ", ".join(silent[:10]) + (
+            f" and {len(silent) - 10} more" if len(silent) > 10 else ""
+        )
+        return (
+            f"{len(silent)} complete trial(s) finished no training episode, so their "
+            f"configurations have no training-return curve: {shown} (a longer budget gives "
+            "them one; evaluation curves are unaffected)"
         )
 
 
@@ -121,14 +151,23 @@ def _trial_table(trial_file: Path, trial_id: str, table: str) -> Path:
     return path
 
 
-def _load_one(folder: Path, sweep: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Trials, episodes and evals of one results folder, each with a ``sweep`` column."""
+def _load_one(
+    folder: Path, sweep: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str | None]:
+    """Trials, episodes and evals of one results folder, each with a ``sweep`` column, and its
+    `_unfinished` line."""
     if not folder.is_dir():
         raise ResultsError(
             f"{folder}: no such folder; pass a results folder written by `dqn-sweep run`"
         )
     trial_file = folder / "trials.parquet"
     if not trial_file.is_file():
+        if (folder / "spec.yaml").is_file():
+            raise ResultsError(
+                f"{folder}: no trial has finished yet (the sweep is running, or was stopped "
+                "before its first trial finished); try again later, or rerun the `dqn-sweep "
+                "run` command in its manifest.json to resume it"
+            )
         raise ResultsError(
             f"{folder}: not a results folder (no trials.parquet inside); pass results/<sweep>, "
             "the folder that `dqn-sweep run` wrote"
@@ -154,6 +193,30 @@ def _load_one(folder: Path, sweep: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         trials,
         _concat(episodes, EPISODE_COLUMNS, OPTIONAL_EPISODE_COLUMNS, sweep),
         _concat(evals, EVAL_COLUMNS, OPTIONAL_EVAL_COLUMNS, sweep),
+        _unfinished(folder, len(trials)),
+    )
+
+
+def _unfinished(folder: Path, recorded: int) -> str | None:
+    """A line saying that the folder's sweep has trials without a row, and why, from its
+    manifest.json (what `dqn-sweep run` planned, and whether the run ended); None when all
+    have one, or the manifest cannot say."""
+    try:
+        run = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["runs"][-1]
+        planned = int(run["trials"])
+    except (OSError, ValueError, LookupError, TypeError):
+        return None  # an older or hand-made folder: nothing to compare with
+    if recorded >= planned:
+        return None
+    if "finished_at" not in run:
+        why = "its sweep is still running, or its driver was killed"
+    elif run.get("interrupted"):
+        why = "its sweep was interrupted"
+    else:
+        why = "its last run did not train them"
+    return (
+        f"{folder}: {planned - recorded} of {planned} trials have no result yet ({why}); "
+        "rerun the `dqn-sweep run` command in its manifest.json to resume"
     )
 
 
@@ -232,7 +295,10 @@ def load_results(paths: str | Path | Sequence[str | Path]) -> Results:
     order = {key: rank for rank, key in enumerate(keys)}
     episodes = _sort_by_trial(episodes, order, "episode")
     evals = _sort_by_trial(evals, order, "env_step")
-    return Results(trials=trials, episodes=episodes, evals=evals, dirs=tuple(folders))
+    unfinished = tuple(part[3] for part in loaded if part[3] is not None)
+    return Results(
+        trials=trials, episodes=episodes, evals=evals, dirs=tuple(folders), unfinished=unfinished
+    )
 
 
 def _sort_by_trial(

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from analysis.align import SEED
-from analysis.stats import censored_median
+from analysis.stats import DEFAULT_CONFIDENCE, FEW_SEEDS, INTERVAL_METHOD, censored_median
 
 Color = tuple[float, float, float]
 
@@ -118,6 +118,21 @@ def _seed_count(counts: Sequence[int]) -> str:
     return f"{high}" if low == high else f"{low}\N{EN DASH}{high}"
 
 
+def _interval_caption(counts: Sequence[int], confidence: float, what: str) -> str:
+    """``band: 95% bootstrap CI over 10 seeds`` for `what` = ``band``, then a second line in
+    parentheses naming the method and, when a configuration has 2 to `FEW_SEEDS` - 1 seeds,
+    what such intervals are worth. One seed: no interval."""
+    if max(counts) == 1:
+        return f"no {what}: one seed has no interval"
+    caption = f"{what}: {confidence:.0%} bootstrap CI over {_seed_count(counts)} seeds"
+    if 1 < min(counts) < FEW_SEEDS:
+        return (
+            f"{caption}\n({INTERVAL_METHOD}; < {FEW_SEEDS} seeds: their range, "
+            f"coverage < {confidence:.0%})"
+        )
+    return f"{caption}\n({INTERVAL_METHOD})"
+
+
 def _env_prefix(frame: pd.DataFrame) -> str:
     """``CartPole-v1: `` when the table holds one environment, else nothing."""
     envs = [str(env) for env in pd.unique(frame["env_id"])] if "env_id" in frame.columns else []
@@ -149,7 +164,15 @@ def plot_learning_curves(
     if estimator not in ESTIMATOR_NAMES:
         raise ValueError(f"estimator must be one of {sorted(ESTIMATOR_NAMES)}, got {estimator!r}")
     ax = new_axes() if ax is None else ax
-    if curves.empty:
+    if curves.empty or curves[estimator].isna().all():
+        if curves.attrs.get("metric") == "episode":
+            # Training returns of every seed, cut to the shortest: one seed without a finished
+            # episode leaves its configuration nothing.
+            return _note(
+                ax,
+                "no training returns to plot: no complete trial, or in every\n"
+                "configuration a seed that finished no episode",
+            )
         return _note(ax, "no complete trials to plot")
     configs = _configs(curves)
     colors = config_colors(configs) if colors is None else colors
@@ -166,14 +189,10 @@ def plot_learning_curves(
         label = _series_label(config, env_id, names, several_envs)
         ax.plot(group["x"], group[estimator], color=color, lw=2.0, label=label)
 
-    confidence = float(curves.attrs.get("confidence", 0.95))
-    seeds = _seed_count(curves.groupby("config", sort=False)["n_seeds"].max().tolist())
+    confidence = float(curves.attrs.get("confidence", DEFAULT_CONFIDENCE))
+    counts = curves.groupby("config", sort=False)["n_seeds"].max().tolist()
     if title is None:
-        band = (
-            "no band: one seed has no interval"
-            if seeds == "1"
-            else f"band: {confidence:.0%} bootstrap CI over {seeds} seeds"
-        )
+        band = _interval_caption(counts, confidence, "band")
         title = f"{_env_prefix(curves)}{ESTIMATOR_NAMES[estimator]}; {band}"
         if per_seed is not None:
             title += "\n(thin lines: individual seeds)"
@@ -227,16 +246,21 @@ def plot_final_performance(
                 ms=7,
             )
     # Legend entries say which marker is which estimator, in neutral colour.
-    ax.errorbar([], [], xerr=[], fmt="o", color="0.3", capsize=4, label="mean, 95% CI")
-    ax.errorbar([], [], xerr=[], fmt="D", color="0.3", capsize=4, label="IQM, 95% CI")
+    confidence = float(summary.attrs.get("confidence", DEFAULT_CONFIDENCE))
+    for marker, name in (("o", "mean"), ("D", "IQM")):
+        label = f"{name}, {confidence:.0%} CI"
+        ax.errorbar([], [], xerr=[], fmt=marker, color="0.3", capsize=4, label=label)
     if scores is not None:
         ax.scatter([], [], color="0.3", alpha=0.45, s=14, lw=0, label="seeds")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)  # first configuration on top
     ax.set_xlabel("final evaluation return (last evaluation of each seed)")
     ax.set_ylabel(legend_title(_configs(rows)))
-    seeds = _seed_count(rows["n_seeds"].astype(int).tolist())
-    ax.set_title(title or f"{_env_prefix(rows)}final return over {seeds} seeds")
+    counts = rows["n_seeds"].astype(int).tolist()
+    if title is None:
+        bars = _interval_caption(counts, confidence, "bars")
+        title = f"{_env_prefix(rows)}final return; {bars}"
+    ax.set_title(title)
     ax.legend(fontsize="small", loc="best")
     return ax
 

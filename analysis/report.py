@@ -50,7 +50,7 @@ from analysis.plots import (
     plot_seed_variance,
     plot_steps_to_threshold,
 )
-from analysis.stats import DEFAULT_CONFIDENCE
+from analysis.stats import DEFAULT_CONFIDENCE, FEW_SEEDS
 
 DPI = 150
 
@@ -289,6 +289,22 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([line(header), line(rules), *(line(r) for r in rows)]) + "\n"
 
 
+def _summary_markdown(table: pd.DataFrame) -> str:
+    """The summary as a Markdown table, with how its intervals were made said once, below it,
+    rather than in a column repeating it on every row."""
+    if "ci_method" not in table.columns:
+        return to_markdown(table)
+    text = to_markdown(table.drop(columns="ci_method"))
+    notes = [f"Intervals: {method}." for method in pd.unique(table["ci_method"])]
+    few = table[(table["n_seeds"] > 1) & (table["n_seeds"] < FEW_SEEDS)]
+    if not few.empty:
+        notes.append(
+            f"With under {FEW_SEEDS} seeds ({', '.join(map(str, few['config']))}) an interval "
+            "is the seeds' range, which holds the mean less often than stated."
+        )
+    return text + "\n" + "\n".join(notes) + "\n"
+
+
 def _is_pair(value: Any) -> bool:
     """Whether a cell is an interval ``[low, high]``."""
     return isinstance(value, list | tuple) and len(value) == 2
@@ -320,5 +336,5 @@ def format_summary(table: pd.DataFrame, fmt: SummaryFormat) -> str:
         pd.DataFrame(flat).to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
         return buffer.getvalue()
     if fmt == "markdown":
-        return to_markdown(table)
+        return _summary_markdown(table)
     raise ValueError(f"unknown summary format {fmt!r}; choose from {SUMMARY_FORMATS}")

@@ -61,13 +61,15 @@ class TorchCartPoleEvaluator:
             for g in self.generators
         ]
         state = torch.stack(starts).to(self.device)  # (K, episodes, 4)
-        returns = torch.zeros(state.shape[:2], device=self.device)
+        # float64, as the gymnasium evaluator's numpy returns: a float32 mean of 3 returns
+        # would be stored as 9.666666984558105, not 9.666666666666666.
+        returns = torch.zeros(state.shape[:2], dtype=torch.float64, device=self.device)
         running = torch.ones(state.shape[:2], dtype=torch.bool, device=self.device)
         greedy = greedy_policy(online)
         for t in range(MAX_EPISODE_STEPS):
             actions = greedy(state.float())  # (K, episodes)
             state, fell = step_cartpole(state, actions)
-            returns += running.float()  # +1 for every step taken, the falling one included
+            returns += running  # +1 for every step taken, the falling one included
             running &= ~fell
             if t % 50 == 49 and not bool(running.any()):
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -98,6 +99,24 @@ def test_summary_matches_hand_computation() -> None:
     assert a["n_reached_threshold"] == 2
     assert a["wall_s"] == pytest.approx(20.0)  # complete trials only
     assert a["env_steps_per_s"] == pytest.approx(9.5 / 3)
+
+
+def test_a_nan_evaluation_makes_the_area_unknown_not_smaller() -> None:
+    results = _hand_results()
+    evals = results.evals.reset_index(drop=True)
+    evals.loc[(evals["trial_id"] == "t2") & (evals["env_step"] == 25), "eval_return_mean"] = np.nan
+    nan_mid = dataclasses.replace(results, evals=evals)
+    a = summary_table(nan_mid, rng=np.random.default_rng(0)).set_index("config").loc["A"]
+    assert a["n_seeds"] == 3 and a["final_mean"] == pytest.approx((20 + 25 + 3) / 3)
+    assert math.isnan(a["auc"])  # not the mean of the other two seeds' areas
+
+
+def test_the_summary_names_its_interval_method() -> None:
+    table = summary_table(_hand_results(), rng=np.random.default_rng(0))
+    assert table["ci_method"].tolist() == ["95% bootstrap over seeds, expanded percentile"] * 2
+    table = summary_table(_hand_results(), rng=np.random.default_rng(0), confidence=0.9)
+    assert table["ci_method"].iloc[0].startswith("90% bootstrap")
+    assert table.attrs["confidence"] == 0.9
 
 
 def test_a_configuration_whose_trials_all_failed_still_has_a_row() -> None:

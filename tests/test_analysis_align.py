@@ -115,6 +115,26 @@ def test_naive_averaging_by_episode_index_would_differ(hand_folder: Path) -> Non
     np.testing.assert_allclose(_by_seed(by_index)[1], [10.0, 20.0])
 
 
+def test_a_seed_that_finished_no_episode_is_not_left_out(hand_folder: Path) -> None:
+    assert load_results(hand_folder).no_episode_note() is None
+    # Seed 2 as if its first episode had outlasted the budget: complete, with no episode.
+    path = hand_folder / "episodes" / f"{_trial_id(2)}.parquet"
+    pd.read_parquet(path).iloc[:0].to_parquet(path, index=False)
+    results = load_results(hand_folder)
+    binned = align(results, metric="episode", x="env_step", n_bins=5)
+    assert sorted(set(binned["x"])) == [10.0, 20.0, 30.0, 40.0, 50.0]  # its budget still counts
+    np.testing.assert_allclose(_by_seed(binned)[0], BINNED[0])
+    assert np.isnan(_by_seed(binned)[2]).all()  # before its first episode, as in the docstring
+    curves = aggregate_curves(binned, rng=np.random.default_rng(0), n_resamples=200)
+    assert (curves["n_seeds"] == 3).all() and curves["mean"].isna().all()
+    # By episode index: the shortest seed has none, so the configuration has no point.
+    assert align(results, metric="episode", x="episode").empty
+    note = results.no_episode_note()
+    assert note is not None and f"hand/{_trial_id(2)}" in note
+    # Evaluations are unaffected.
+    assert _by_seed(align(results, metric="eval"))[2] == EVAL_RETURNS[2]
+
+
 def test_smoothing_is_a_trailing_mean_per_seed(hand_folder: Path) -> None:
     aligned = align(load_results(hand_folder), metric="episode", n_bins=5, smooth=2)
     smoothed = _by_seed(aligned)

@@ -125,12 +125,20 @@ def test_summary_csv_splits_intervals(sweep: Path, capsys: pytest.CaptureFixture
 
 def test_summary_markdown_is_a_table(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["summary", str(sweep), "--resamples", "200"]) == EXIT_OK
-    lines = capsys.readouterr().out.splitlines()
+    table, notes = capsys.readouterr().out.split("\n\n")
+    lines = table.splitlines()
     assert len(lines) == 4  # header, rule, two configurations
     assert lines[0].startswith("| config") and "final_mean_ci" in lines[0]
+    assert "ci_method" not in lines[0]  # said once, below the table
     assert set(lines[1]) <= {"|", "-", ":", " "}
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     assert "hidden_sizes=32x32" in lines[2]
+    # Three seeds per configuration: the note says what their intervals are worth.
+    assert notes.splitlines() == [
+        "Intervals: 95% bootstrap over seeds, expanded percentile.",
+        "With under 5 seeds (hidden_sizes=32x32, hidden_sizes=64x64) an interval is the "
+        "seeds' range, which holds the mean less often than stated.",
+    ]
 
 
 def test_argparse_rejects_bad_options(sweep: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,35 @@ def test_not_a_results_folder(tmp_path: Path) -> None:
         load_results(tmp_path / "empty")
     with pytest.raises(ResultsError, match=r"nowhere.*no such folder"):
         load_results(tmp_path / "nowhere")
+
+
+def test_a_sweep_that_has_not_recorded_a_trial_yet(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "spec.yaml").write_text("name: started\n")
+    with pytest.raises(ResultsError, match=r"started: no trial has finished yet.*resume"):
+        load_results(started)
+
+
+@pytest.mark.parametrize(
+    ("run", "why"),
+    [
+        ({}, "still running, or its driver was killed"),
+        ({"finished_at": "t", "interrupted": True}, "was interrupted"),
+        ({"finished_at": "t", "interrupted": False}, "did not train them"),
+    ],
+)
+def test_trials_still_to_run_are_counted_from_the_manifest(
+    sweep: Path, run: dict[str, object], why: str
+) -> None:
+    assert load_results(sweep).unfinished_note() is None  # a manifest without runs says nothing
+    planned = {"runs": [{"trials": 3}, {"trials": 7, **run}]}  # the last run's plan counts
+    (sweep / "manifest.json").write_text(json.dumps(planned))
+    note = load_results(sweep).unfinished_note()
+    assert note is not None
+    assert "2 of 7 trials have no result yet" in note and why in note and str(sweep) in note
+    (sweep / "manifest.json").write_text(json.dumps({"runs": [{"trials": 5, **run}]}))
+    assert load_results(sweep).unfinished_note() is None  # all 5 (one failed) have a row
 
 
 def test_missing_file_is_named(sweep: Path) -> None:

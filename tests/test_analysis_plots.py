@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -106,12 +107,38 @@ def test_one_seed_gets_no_band_and_says_so(tmp_path: Path) -> None:
     assert "no band: one seed has no interval" in ax.get_title()
 
 
+def test_enough_seeds_get_no_warning_and_the_final_plot_names_its_interval(
+    tmp_path: Path,
+) -> None:
+    results = load_results(write_sweep(tmp_path, "five", n_seeds=5, env_steps=3000))
+    rng = np.random.default_rng(0)
+    curves = aggregate_curves(align(results), rng=rng, n_resamples=200)
+    title = plot_learning_curves(curves).get_title()
+    assert title.endswith("band: 95% bootstrap CI over 5 seeds\n(expanded percentile)")
+    summary = summary_table(results, rng=rng, n_resamples=200, confidence=0.9)
+    title = plot_final_performance(summary).get_title()
+    assert "bars: 90% bootstrap CI over 5 seeds\n(expanded percentile)" in title
+
+
+def test_training_returns_without_episodes_leave_a_note(tmp_path: Path) -> None:
+    results = load_results(write_sweep(tmp_path, "short", n_seeds=2, env_steps=3000))
+    no_episodes = dataclasses.replace(results, episodes=results.episodes.iloc[:0])
+    binned = align(no_episodes, metric="episode")  # every seed NaN in every bin
+    curves = aggregate_curves(binned, rng=np.random.default_rng(0), n_resamples=200)
+    assert not curves.empty and curves["mean"].isna().all()
+    for frame in (curves, curves.iloc[:0]):
+        note = plot_learning_curves(frame).texts[0].get_text()
+        assert note.startswith("no training returns to plot")
+
+
 def test_learning_curve_axes_say_what_they_show(sweep: Path) -> None:
     results = load_results(sweep)
     aligned = align(results)
     curves = aggregate_curves(aligned, rng=np.random.default_rng(0), n_resamples=200)
     ax = plot_learning_curves(curves, per_seed=aligned)
     assert "mean; band: 95% bootstrap CI over 3 seeds" in ax.get_title()
+    # The method, and that with 3 seeds the band is their range.
+    assert "(expanded percentile; < 5 seeds: their range, coverage < 95%)" in ax.get_title()
     assert ax.get_xlabel() == "environment steps"
     legend = ax.get_legend()
     assert legend is not None and legend.get_title().get_text() == "hidden_sizes"
