@@ -115,7 +115,11 @@ def run_unit(
             hooks += [kill] if kill is not None else []
         results = train_group(list(unit), progress=_all_of(hooks))
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}\n\n{''.join(traceback.format_exception(exc))}"
+        error = f"{type(exc).__name__}: {exc}\n"
+        if len(unit) > 1:  # the message may name one seed; say why the others carry it too
+            seeds = ", ".join(str(spec.seed) for spec in unit)
+            error += f"(seeds {seeds} trained together in this task: its error fails each)\n"
+        error += f"\n{''.join(traceback.format_exception(exc))}"
         return [
             TrialOutcome(
                 spec=spec,
@@ -300,6 +304,13 @@ def _run_plan(
                 "max_in_flight": cap,
             },
         )
+        if store.dropped:
+            print(
+                f"{len(store.dropped)} trial(s) without results are no longer in the spec; their "
+                f"rows moved from trials.parquet to manifest.json: {', '.join(store.dropped)}",
+                file=stream,
+                flush=True,
+            )
         budgets = [trial.budget.env_steps for trial in plan.todo]
         total_steps = None if None in budgets else sum(b for b in budgets if b is not None)
         reporter = _make_reporter(len(plan.todo), total_steps, quiet=quiet, stream=stream)
@@ -462,10 +473,11 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[dict[str,
     """
     started = False
     target = address or os.environ.get("RAY_ADDRESS") or None
+    source = "--address" if address else "$RAY_ADDRESS"  # named in errors: where it came from
     if not ray.is_initialized():
         try:
             if target is not None:
-                _check_reachable(target)
+                _check_reachable(target, source)
                 ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
             else:
                 # 'local' so that a cluster started with `ray start` is not joined by surprise.
@@ -479,10 +491,12 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[dict[str,
         except (ConnectionError, ValueError, RuntimeError) as exc:
             if target is None:
                 raise InputError(f"could not start a local Ray instance: {exc}") from exc
-            raise InputError(f"--address {target}: cannot connect to a Ray cluster: {exc}") from exc
+            raise InputError(f"{source} {target}: cannot connect to a Ray cluster: {exc}") from exc
         started = True
     try:
         _check_fits(resources, strict=started and target is None)
+        if started and target is None:
+            _check_cuda(resources)
         yield {
             "address": target or "local",
             "gcs_address": ray.get_runtime_context().gcs_address,
@@ -494,8 +508,9 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[dict[str,
             ray.shutdown()
 
 
-def _check_reachable(address: str) -> None:
-    """Fail fast where nothing listens at HOST:PORT: `ray.init` would retry for many minutes."""
+def _check_reachable(address: str, source: str = "--address") -> None:
+    """Fail fast where nothing listens at HOST:PORT: `ray.init` would retry for many minutes.
+    `source` says where the address came from (``--address`` or ``$RAY_ADDRESS``)."""
     if address == "auto":
         address = os.environ.get("RAY_ADDRESS") or "auto"  # what Ray itself would use
     host, colon, port = address.rpartition(":")
@@ -504,10 +519,25 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as exc:
+        instead = "leave --address out" if source == "--address" else "unset RAY_ADDRESS"
         raise InputError(
-            f"--address {address}: no Ray cluster answers there ({exc}); check the address "
-            "that `ray start --head` printed, or leave --address out to run on this machine"
+            f"{source} {address}: no Ray cluster answers there ({exc}); check the address "
+            f"that `ray start --head` printed, or {instead} to run on this machine"
         ) from None
+
+
+def _check_cuda(resources: Resources) -> None:
+    """On a local instance, refuse GPU tasks that this machine's torch cannot run.
+
+    Ray counts the GPUs it sees, not whether torch can use them (a CPU build of torch, a missing
+    driver); every trial would then fail on its first CUDA call. On a cluster the workers'
+    torch may differ from the driver's, so there the tasks themselves find out."""
+    if resources.gpus_per_trial > 0 and not torch.cuda.is_available():
+        raise InputError(
+            f"resources.gpus_per_trial: {resources.gpus_per_trial:g}, but torch "
+            f"{torch.__version__} on this machine cannot use a GPU (a CPU-only build, or no "
+            "CUDA driver); set gpus_per_trial: 0, or install a CUDA build of torch"
+        )
 
 
 def machine_cpus() -> int:

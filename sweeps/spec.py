@@ -49,6 +49,9 @@ EVAL_KEYS = tuple(f.name for f in dataclasses.fields(EvalSettings))
 RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_in_flight")
 AGENT_SECTIONS = ("agent", "grid", "variants")
 MAX_SEED = 2**63
+MAX_SEED_COUNT = 1_000_000
+"""Most seeds a count may ask for (a list may name any seeds): far past any sweep, and low enough
+that a typo is an error message, not a machine out of memory."""
 """Seeds are stored as 64-bit signed integers in the results."""
 
 # Folder names and variant names end up in paths and in comma-separated labels.
@@ -316,12 +319,16 @@ def _parse_env(value: object, p: _Problems, *, check: bool) -> str:
 def _parse_seeds(value: object, p: _Problems) -> tuple[int, ...]:
     if _is_int(value):
         assert isinstance(value, int)
-        if value < 1:
-            p.add("seeds", f"{value} is not a count >= 1 (or give a list of seeds)")
+        if not 1 <= value <= MAX_SEED_COUNT:
+            p.add("seeds", f"{value} is not a count from 1 to {MAX_SEED_COUNT:,}")
             return ()
         return tuple(range(value))
     if not isinstance(value, list) or not value:
-        p.add("seeds", f"{_describe(value)}: give a count >= 1 or a non-empty list of integers")
+        p.add(
+            "seeds",
+            f"{_describe(value)}: give a count >= 1 or a non-empty list of integers"
+            + _yaml_number_hint(value),
+        )
         return ()
     seen: dict[int, int] = {}
     for i, seed in enumerate(value):
@@ -377,7 +384,7 @@ def _build_settings(
         message = str(exc)
         named = re.match(rf"({re.escape(path)}\.(\w+))=", message)
         if named is None:
-            p.add(path, message)
+            p.add(path, message.removeprefix(f"{path}: "))  # the key path is shown once
             return None
         value = values.get(named.group(2))
         p.add(named.group(1), message[named.end() :] + _yaml_number_hint(value))
@@ -450,6 +457,11 @@ def _normalize(key: str, value: object, path: str, p: _Problems) -> tuple[bool, 
     if isinstance(value, list | dict):
         p.add(path, f"{_describe(value)} is not a single value; lists of values belong in grid")
         return False, None
+    if (int in typing.get_args(hint) or hint is int) and isinstance(value, str):
+        text_hint = _yaml_number_hint(value)  # 1e5 or "5000": meant as a number, read as text
+        if text_hint and float(value).is_integer():
+            p.add(path, f"{value!r} is text, not an integer{text_hint}")
+            return False, None
     if float in typing.get_args(hint) or hint is float:
         if isinstance(value, str):
             # YAML 1.1 reads 1e-3 (no dot) as text; take it as the number everyone means.
@@ -529,7 +541,8 @@ def _parse_variants(value: object, p: _Problems) -> dict[str, dict[str, Any]]:
     for name, overrides in value.items():
         path = f"variants.{name}"
         if not isinstance(name, str) or not _VARIANT_RE.match(name):
-            p.add(path, "a variant name uses letters, digits, '_', '-', '+' and '.'")
+            quote = "" if isinstance(name, str) else f" (YAML read it as {name!r}: quote the name)"
+            p.add(path, f"a variant name uses letters, digits, '_', '-', '+' and '.'{quote}")
             continue
         variants[name] = _parse_overrides(overrides if overrides is not None else {}, path, p)
     return variants

@@ -2,7 +2,8 @@
 
     results/<name>/
       spec.yaml                    the spec as given (the latest run's, byte for byte)
-      manifest.json                provenance of every run: versions, git commit, host, Ray, times
+      manifest.json                provenance of every run: versions, git commit, host, Ray, times;
+                                   rows of trials without results that a new spec dropped
       trials.parquet               one row per trial: id, hyperparameters, status, figures
       episodes/<trial_id>.parquet  one row per training episode
       evals/<trial_id>.parquet     one row per greedy evaluation
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -179,7 +181,14 @@ class ResultsFolder:
         """The rows of trials.parquet by trial id (none if there is no such file yet)."""
         if not self.trials_path.exists():
             return {}
-        table = pd.read_parquet(self.trials_path)
+        try:
+            table = pd.read_parquet(self.trials_path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise ResumeError(
+                f"{self.trials_path} cannot be read as Parquet ({exc}), so the trials in "
+                f"{self.root} cannot be matched; restore the file, or rerun with --fresh to "
+                "start over (deletes these results), or give the spec a new name"
+            ) from None
         return {
             str(row["trial_id"]): {str(k): v for k, v in row.items()}
             for row in table.to_dict("records")
@@ -221,9 +230,11 @@ def _check_can_create(root: Path) -> None:
 def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[str]:
     """Check that running `spec` into `folder` keeps every trial there; reads, never writes.
 
-    A rerun may add seeds, grid values or variants; it may not change or drop a trial already in
-    the folder (a new shared hyperparameter, budget, eval or env changes them all), since the
-    folder's spec.yaml must describe every trial it holds. Returns the ids of complete trials.
+    A rerun may add seeds, grid values or variants; it may not change or drop a trial that has
+    results in the folder (a new shared hyperparameter, budget, eval or env changes them all),
+    since the folder's spec.yaml must describe every result it holds. Trials without results
+    (failed, or never run) may be dropped: `ResultsStore.open` then moves their rows from
+    trials.parquet to the manifest. Returns the ids of complete trials.
     """
     root = folder.root
     check_writable(root)
@@ -246,13 +257,14 @@ def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[
             "rerun with --fresh to start over, or give the spec a new name"
         ) from None
     rows = folder.read_rows()
+    complete = folder.complete_ids()
     new = {trial.trial_id: trial.label for trial in expand(spec)}
     old = {trial.trial_id: trial.label for trial in expand(stored)}
     old.update({trial_id: str(row["config"]) for trial_id, row in rows.items()})
-    stale = [trial_id for trial_id, label in old.items() if new.get(trial_id) != label]
+    stale = [t for t, label in old.items() if t in complete and new.get(t) != label]
     if stale:
         raise ResumeError(_refusal(root, stored, spec, stale, rows, old, new))
-    return folder.complete_ids()
+    return complete
 
 
 def _refusal(
@@ -277,10 +289,10 @@ def _refusal(
         *(f"  {line}" for line in changes),
     ]
     if dropped:
-        with_results = sum(t in rows for t in dropped)
         lines.append(
-            f"{len(dropped)} trial(s) of the folder's spec ({with_results} with results) are not "
-            f"in the new spec (e.g. {', '.join(dropped[:3])})."
+            f"{len(dropped)} trial(s) with results in this folder are not in the new spec "
+            f"(e.g. {', '.join(dropped[:3])}); trials without results (failed, or not run yet) "
+            "may be dropped."
         )
     if relabelled:
         t = relabelled[0]
@@ -341,6 +353,8 @@ class ResultsStore:
         self.folder = folder
         self._order = order
         self._rows = folder.read_rows()
+        self.dropped: list[str] = []
+        """Trials without results that `open` removed from the index (no longer in the spec)."""
 
     @classmethod
     def open(
@@ -360,14 +374,34 @@ class ResultsStore:
         root = folder.root
         if fresh and folder.spec_path.exists():
             _remove_tree(root)
-        for sub in (folder.episodes_dir, folder.evals_dir, folder.models_dir):
-            sub.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
         _remove_temp_files(root)
+        # spec.yaml first: a folder holding it is a results folder, which a later run may resume
+        # or clear with --fresh, wherever this one is stopped.
         write_bytes_atomic(folder.spec_path, spec.text.encode("utf-8"))
-        manifest = _read_json(folder.manifest_path) or {"name": spec.name, "created_at": now()}
-        manifest.setdefault("runs", []).append({"started_at": now(), **run_info})
+        for sub in (folder.episodes_dir, folder.evals_dir, folder.models_dir):
+            sub.mkdir(exist_ok=True)
+        store = cls(folder, {trial.trial_id: i for i, trial in enumerate(expand(spec))})
+        # Rows of trials the spec no longer has (`check_resume` lets only those without results
+        # go) leave the index, so that it describes the spec, and are kept in the manifest.
+        gone = [row for trial_id, row in store._rows.items() if trial_id not in store._order]
+        store.dropped = [str(row["trial_id"]) for row in gone]
+        record: dict[str, Any] = {"started_at": now(), **run_info}
+        if gone:
+            keep = ("trial_id", "config", "seed", "status", "error")
+            record["dropped_trials"] = [{k: _plain(row.get(k)) for k in keep} for row in gone]
+        manifest = _read_json(folder.manifest_path)
+        if manifest is None and folder.manifest_path.exists():
+            # Damaged (a crash mid-write outside this code, a hand edit): kept beside the new one.
+            folder.manifest_path.replace(root / "manifest.damaged.json")
+        manifest = manifest or {"name": spec.name, "created_at": now()}
+        manifest.setdefault("runs", []).append(record)
         write_bytes_atomic(folder.manifest_path, _json_bytes(manifest))
-        return cls(folder, {trial.trial_id: i for i, trial in enumerate(expand(spec))})
+        if gone:
+            for trial_id in store.dropped:
+                del store._rows[trial_id]
+            store._write_rows()
+        return store
 
     def record(self, outcome: TrialOutcome) -> None:
         """Write a finished trial's data files, then its row in trials.parquet."""
@@ -551,6 +585,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _plain(value: Any) -> Any:
+    """A table cell as a JSON value: numpy scalars become Python numbers, NaN None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _json_bytes(data: object) -> bytes:

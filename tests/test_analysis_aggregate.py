@@ -106,7 +106,8 @@ def test_a_nan_evaluation_makes_the_area_unknown_not_smaller() -> None:
     evals = results.evals.reset_index(drop=True)
     evals.loc[(evals["trial_id"] == "t2") & (evals["env_step"] == 25), "eval_return_mean"] = np.nan
     nan_mid = dataclasses.replace(results, evals=evals)
-    a = summary_table(nan_mid, rng=np.random.default_rng(0)).set_index("config").loc["A"]
+    table = summary_table(nan_mid, rng=np.random.default_rng(0))
+    a = table[table["config"] == "A"].iloc[0].to_dict()
     assert a["n_seeds"] == 3 and a["final_mean"] == pytest.approx((20 + 25 + 3) / 3)
     assert math.isnan(a["auc"])  # not the mean of the other two seeds' areas
 

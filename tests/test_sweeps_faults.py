@@ -73,8 +73,10 @@ def test_a_trial_that_raises_is_recorded_and_the_others_complete(
     trials = pd.read_parquet(out / "faults" / "trials.parquet").set_index("trial_id")
     failed = trials[trials["status"] == "failed"]
     assert set(failed["config"]) == {"hidden_sizes=8"} and len(failed) == 2
+    assert (failed["group_size"] == 2).all()  # both seeds in one task, by the default plan
     for trial_id, error in failed["error"].items():
         assert error.startswith(f"RuntimeError: {FAIL_ENV} injected a failure")
+        assert "(seeds 0, 1 trained together in this task: its error fails each)" in error
         assert "Traceback (most recent call last)" in error
         assert f"FAILED    {trial_id}" in printed
     assert (trials.loc[trials["config"] == "hidden_sizes=16", "status"] == "complete").all()

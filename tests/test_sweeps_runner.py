@@ -10,12 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import ray
+import torch
 
 from sweeps.cli import main
 from sweeps.plan import expand, make_plan
 from sweeps.progress import read_board, start_board
-from sweeps.runner import _LiveReporter, _run_unit_task, run_sweep
-from sweeps.spec import load_spec, parse_spec
+from sweeps.runner import _check_cuda, _check_reachable, _LiveReporter, _run_unit_task, run_sweep
+from sweeps.spec import InputError, Resources, load_spec, parse_spec
 from sweeps.store import TrialOutcome
 from tests.conftest import TINY_SPEC, write_spec
 
@@ -184,3 +185,21 @@ def test_the_live_display_counts_the_steps_of_running_tasks() -> None:
     reporter.update(running=1, steps=200)
     assert reporter.progress.tasks[0].completed == 300 + 200
     reporter.close()
+
+
+def test_an_address_nobody_answers_is_named_with_where_it_came_from() -> None:
+    with pytest.raises(InputError) as from_env:
+        _check_reachable("127.0.0.1:1", "$RAY_ADDRESS")
+    assert str(from_env.value).startswith("$RAY_ADDRESS 127.0.0.1:1: no Ray cluster answers")
+    assert "or unset RAY_ADDRESS to run on this machine" in str(from_env.value)
+    with pytest.raises(InputError, match=r"^--address 127\.0\.0\.1:1: .*leave --address out"):
+        _check_reachable("127.0.0.1:1")
+
+
+def test_gpu_tasks_on_this_machine_need_a_torch_that_can_use_a_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as a CPU build of torch
+    with pytest.raises(InputError, match=r"resources\.gpus_per_trial: 0\.5, but torch .* GPU"):
+        _check_cuda(Resources(gpus_per_trial=0.5))
+    _check_cuda(Resources(gpus_per_trial=0.0))  # CPU tasks need nothing of CUDA

@@ -73,7 +73,12 @@ BAD_SPECS = [
         "grid.lr",
         "also given under agent",
     ),
-    ("two budgets", _with(budget={"env_steps": 300, "episodes": 5}), "budget", "exactly one"),
+    (
+        "two budgets",
+        _with(budget={"env_steps": 300, "episodes": 5}),
+        "budget: give exactly one",  # the key path once, not "budget: budget:"
+        "env_steps or episodes",
+    ),
     ("zero budget", _with(budget={"env_steps": 0}), "budget.env_steps", "integers >= 1"),
     ("unsafe name", _with(name="../elsewhere"), "name", "folder-safe"),
     ("missing env", _with(env=None), "env", "missing"),
@@ -119,6 +124,15 @@ BAD_SPECS = [
     ("negative seed", _with(seeds=[-1]), "seeds[0]", "from 0 to"),
     ("env module that fails to import", _with(env="no_such_module:Foo-v0"), "env", "no_such"),
     ("key given twice", VALID + "seeds: 3\n", "line 9", "duplicate key 'seeds'"),
+    ("seed count past all reason", _with(seeds=10**12), "seeds", "a count from 1 to 1,000,000"),
+    ("seed count YAML reads as text", _with(seeds="1e3"), "seeds", "YAML read 1e3 as text"),
+    (
+        "integer YAML reads as text",
+        _with(agent={"buffer_size": "1e5"}),
+        "agent.buffer_size: '1e5' is text, not an integer",
+        "YAML read 1e5 as text: write 100000",
+    ),
+    ("variant named yes", _with(variants={True: {}}), "variants.True", "quote the name"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
@@ -224,6 +225,59 @@ def test_a_change_to_trials_in_the_folder_is_refused(
     assert "--fresh" in message and "new `name`" in message
 
 
+def test_trials_without_results_may_leave_the_spec(
+    tmp_path: Path, outcomes: list[TrialOutcome]
+) -> None:
+    # [16] trained; every [8] trial failed (say, a buffer too large to allocate).
+    store = _store(tmp_path / "store", _spec())
+    wide, narrow = outcomes[:2], outcomes[2:]
+    for outcome in wide:
+        store.record(outcome)
+    for outcome in narrow:
+        store.record(dataclasses.replace(outcome, status="failed", error="MemoryError: big"))
+    folder = ResultsFolder(tmp_path / "store")
+    without_8 = _spec(SPEC.replace("[[16], [8]]", "[[16]]"))
+    assert check_resume(folder, without_8, fresh=False) == {o.spec.trial_id for o in wide}
+    kept = ResultsStore.open(folder, without_8, fresh=False, run_info={})
+    gone = [o.spec.trial_id for o in narrow]
+    assert kept.dropped == gone
+    trials = pd.read_parquet(folder.trials_path)
+    assert list(trials["trial_id"]) == [o.spec.trial_id for o in wide]  # the index fits the spec
+    # ... and the failed rows are kept in the manifest, with their errors.
+    record = json.loads(folder.manifest_path.read_text())["runs"][-1]["dropped_trials"]
+    assert [r["trial_id"] for r in record] == gone
+    assert {(r["status"], r["error"], r["config"]) for r in record} == {
+        ("failed", "MemoryError: big", "hidden_sizes=8")
+    }
+    assert [r["seed"] for r in record] == [0, 1]
+    # Trials with results may not leave: back to [[8]] would drop both [16] trials.
+    with pytest.raises(ResumeError, match=r"2 trial\(s\) with results in this folder are not in"):
+        check_resume(folder, _spec(SPEC.replace("[[16], [8]]", "[[8]]")), fresh=False)
+
+
+def test_seeds_added_by_a_run_stopped_before_they_trained_may_go_again(
+    folder: ResultsFolder,
+) -> None:
+    # A run of `seeds: 3` stored its spec and was stopped before seed 2 trained anything.
+    three = _spec(SPEC.replace("seeds: 2", "seeds: 3"))
+    ResultsStore.open(folder, three, fresh=False, run_info={})
+    assert len(check_resume(folder, _spec(), fresh=False)) == 4
+    assert ResultsStore.open(folder, _spec(), fresh=False, run_info={}).dropped == []
+
+
+def test_a_damaged_index_is_an_input_error_naming_it(folder: ResultsFolder) -> None:
+    folder.trials_path.write_bytes(b"PAR1 not really")
+    with pytest.raises(ResumeError, match=r"trials\.parquet cannot be read as Parquet.*--fresh"):
+        check_resume(folder, _spec(), fresh=False)
+
+
+def test_a_damaged_manifest_is_kept_beside_the_new_one(folder: ResultsFolder) -> None:
+    folder.manifest_path.write_text('{"runs": [{"started_at": "2026')  # cut short
+    ResultsStore.open(folder, _spec(), fresh=False, run_info={})
+    assert (folder.root / "manifest.damaged.json").read_text().endswith('"2026')
+    assert len(json.loads(folder.manifest_path.read_text())["runs"]) == 1
+
+
 def test_first_variants_would_relabel_the_trials_and_are_refused(folder: ResultsFolder) -> None:
     with_variants = _spec(SPEC + "variants: {plain: {}, dueling: {dueling: true}}\n")
     plain = {t.trial_id for t in expand(with_variants) if t.label.startswith("plain,")}
@@ -265,7 +319,12 @@ def test_a_folder_of_something_else_is_never_touched(tmp_path: Path) -> None:
 def test_trials_made_with_other_agent_defaults_are_refused(folder: ResultsFolder) -> None:
     # As if dqn_agent's defaults had changed since the run: same spec, other ids in the index.
     trials = pd.read_parquet(folder.trials_path)
-    trials.loc[0, "trial_id"] = "0123456789ab"
+    made = "0123456789ab"
+    for before, after in zip(
+        folder.data_files(str(trials.loc[0, "trial_id"])), folder.data_files(made), strict=True
+    ):
+        before.rename(after)  # results under that id
+    trials.loc[0, "trial_id"] = made
     trials.loc[0, "lr"] = 0.5
     trials.to_parquet(folder.trials_path, index=False)
     with pytest.raises(ResumeError) as caught:
