@@ -74,8 +74,7 @@ class Results:
         failed = self.failed
         if failed.empty:
             return None
-        names = (failed["sweep"] + "/" + failed["trial_id"]).tolist()
-        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        shown = _listed((failed["sweep"] + "/" + failed["trial_id"]).tolist())
         return (
             f"{len(failed)} of {len(self.trials)} trials failed and are left out of the "
             f"curves: {shown} (see the error column of trials.parquet)"
@@ -99,14 +98,17 @@ class Results:
         ]
         if not silent:
             return None
-        shown = ", ".join(silent[:10]) + (
-            f" and {len(silent) - 10} more" if len(silent) > 10 else ""
-        )
         return (
             f"{len(silent)} complete trial(s) finished no training episode, so their "
-            f"configurations have no training-return curve: {shown} (a longer budget gives "
-            "them one; evaluation curves are unaffected)"
+            f"configurations have no training-return curve: {_listed(silent)} (a longer budget "
+            "gives them one; evaluation curves are unaffected)"
         )
+
+
+def _listed(names: Sequence[str], most: int = 10) -> str:
+    """``a, b, c`` or, past `most` names, the first ones and ``and N more``."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _read_parquet(path: Path, required: Sequence[str], optional: Sequence[str]) -> pd.DataFrame:
