@@ -196,9 +196,17 @@ def flatten_parameters(net: nn.Module) -> nn.Parameter:
 
 
 def per_agent_grad_norm(parameters: Sequence[nn.Parameter]) -> torch.Tensor:
-    """Global gradient norm of each agent: sqrt of the sum of squares over its slices. -> (K,)"""
+    """Global gradient norm of each agent: sqrt of the sum of squares over its slices. -> (K,)
+
+    The parameters' sums are added one at a time, the same additions in the same order for any
+    K. Summing them stacked, as ``torch.stack(squares).sum(dim=0)``, adds a lone agent's column
+    in another order than K columns side by side (from 8 parameters up, as in a dueling network
+    with two hidden layers), so a clipped seed's weights depended on its group."""
     squares = [p.grad.pow(2).flatten(1).sum(dim=1) for p in parameters if p.grad is not None]
-    return torch.stack(squares).sum(dim=0).sqrt()
+    total = squares[0]
+    for square in squares[1:]:
+        total = total + square
+    return total.sqrt()
 
 
 def clip_grad_norm_per_agent(parameters: Sequence[nn.Parameter], max_norm: float) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -42,7 +43,19 @@ def test_save_load_round_trip_gives_identical_greedy_actions(tmp_path: Path, due
         expected = trained(torch.as_tensor(obs).unsqueeze(0))[0]
     assert torch.equal(policy.q_values(obs), expected)
     assert [policy.act(o) for o in obs] == expected.argmax(dim=-1).tolist()
-    assert len(policy.evaluate(episodes=2, seed=0)) == 2
+    # evaluate plays greedy episodes on one env seeded once: as by hand, with the trained net.
+    env, by_hand = gym.make("CartPole-v1"), []
+    observation, _ = env.reset(seed=5)
+    for _ in range(3):
+        total, done = 0.0, False
+        while not done:
+            with torch.no_grad():
+                q = trained(torch.as_tensor(observation, dtype=torch.float32).view(1, 1, 4))
+            observation, reward, terminated, truncated, _ = env.step(int(q.argmax()))
+            total, done = total + float(reward), terminated or truncated
+        by_hand.append(total)
+        observation, _ = env.reset()
+    assert policy.evaluate(episodes=3, seed=5) == by_hand
     assert not list(tmp_path.glob(".*tmp"))
 
 

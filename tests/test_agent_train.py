@@ -77,6 +77,9 @@ def test_different_seeds_give_different_returns() -> None:
         {},
         {"double": True, "dueling": True, "tau": 0.01},
         {"hidden_sizes": (50, 30), "loss": "huber", "max_grad_norm": 1.0},
+        # Clipping with 8 parameter tensors, where summing the per-tensor squares as one
+        # stacked tensor ordered a lone agent's additions differently.
+        {"hidden_sizes": (32, 32), "dueling": True, "max_grad_norm": 0.5},
     ],
 )
 def test_a_seed_trains_the_same_alone_or_in_a_group(changes: dict[str, Any]) -> None:
@@ -96,9 +99,22 @@ def test_a_seed_trains_the_same_alone_or_in_a_group(changes: dict[str, Any]) -> 
     assert group[0].episodes["episode_return"].tolist() != alone.episodes["episode_return"].tolist()
 
 
-# (Huber is not here: while every TD error is below 1, its gradient is MSE's halved, and Adam's
-# steps do not change when every gradient is scaled by one factor, so the weights would match.)
-@pytest.mark.parametrize("changes", [{"double": True}, {"tau": 0.05}, {"dueling": True}])
+# (Huber is checked below: while every TD error is below 1, its gradient is MSE's halved, and
+# Adam's steps do not change when every gradient is scaled by one factor, so the weights may
+# match.)
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"double": True},
+        {"tau": 0.05},
+        {"dueling": True},
+        {"gamma": 0.5},
+        {"max_grad_norm": 1e-3},  # QUICK clips at the default 10, which these gradients never reach
+        {"learning_starts": 300},
+        {"gradient_steps": 2},
+        {"lr": 3e-3},
+    ],
+)
 def test_each_setting_reaches_the_training(changes: dict[str, Any]) -> None:
     # Rare target copies: right after one, online and target networks agree, and Double DQN's
     # choice of next action is DQN's.
@@ -106,6 +122,59 @@ def test_each_setting_reaches_the_training(changes: dict[str, Any]) -> None:
     plain, changed = train(_spec(2, 600, **slow)), train(_spec(2, 600, **slow, **changes))
     common = plain.state_dict.keys() & changed.state_dict.keys()  # dueling adds value.*
     assert all(not torch.equal(plain.state_dict[k], changed.state_dict[k]) for k in common)
+
+
+def test_the_loss_setting_chooses_the_logged_loss() -> None:
+    # Equal weights or not (see above), the TD loss logged at each evaluation is the chosen one:
+    # Huber's is at most MSE's half-square and differs from MSE's.
+    mse, huber = train(_spec(2, 600, loss="mse")), train(_spec(2, 600, loss="huber"))
+    mse_loss = mse.evals["td_loss"].dropna().to_numpy()
+    huber_loss = huber.evals["td_loss"].dropna().to_numpy()
+    assert len(mse_loss) == len(huber_loss) == 2  # updates begin after the eval at step 0
+    assert (huber_loss < mse_loss).all()
+
+
+def test_updates_start_at_learning_starts_and_take_gradient_steps_every_train_every(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = 0
+    original = training._gradient_step
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_gradient_step", counted)
+    train(_spec(1, 600, learning_starts=100, train_every=4, gradient_steps=3))
+    assert calls == 126 * 3  # env steps 100, 104, ..., 600, three gradient steps each
+    # The td_loss logged at an evaluation is NaN where no update happened since the one before:
+    # with learning_starts 550, at steps 0 and 500, not at 600.
+    late = train(_spec(1, 600, learning_starts=550))
+    assert late.evals["env_step"].tolist() == [0, 500, 600]
+    assert late.evals["td_loss"].isna().tolist() == [True, True, False]
+
+
+def test_evaluation_envs_are_seeded_apart_from_training_envs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: dict[str, list[int]] = {}
+    make_envs, make_evaluator = training.make_vector_env, training.make_evaluator
+
+    def envs_spy(env_id: str, seeds: list[int], **kwargs: Any) -> Any:
+        seen["train"] = list(seeds)
+        return make_envs(env_id, seeds, **kwargs)
+
+    def evaluator_spy(envs: Any, env_id: str, seeds: list[int], *args: Any) -> Any:
+        seen["eval"] = list(seeds)
+        return make_evaluator(envs, env_id, seeds, *args)
+
+    monkeypatch.setattr(training, "make_vector_env", envs_spy)
+    monkeypatch.setattr(training, "make_evaluator", evaluator_spy)
+    train_group([_spec(0, 200), _spec(1, 200)])
+    assert len(seen["train"]) == len(seen["eval"]) == 2
+    assert not set(seen["train"]) & set(seen["eval"])  # no eval env replays a training env
+    assert len(set(seen["train"])) == 2  # and the seeds' envs differ
 
 
 class _StoredTransitions:
@@ -173,7 +242,9 @@ def test_training_flushes_denormals_and_puts_the_setting_back(before: bool) -> N
             assert _is_flushed(1e-40)  # a denormal reads as zero inside
             assert not _is_flushed(1e-30)  # normal numbers are untouched
         assert _is_flushed(1e-40) == before
-        train(_spec(0, steps=200))
+        inside: list[bool] = []
+        train(_spec(0, steps=200), progress=lambda p: inside.append(_is_flushed(1e-40)))
+        assert inside and all(inside)  # flushed while training
         assert _is_flushed(1e-40) == before
     finally:
         torch.set_flush_denormal(False)
