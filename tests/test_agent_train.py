@@ -15,9 +15,11 @@ from dqn_agent import (
     EvalSettings,
     Progress,
     TrialSpec,
+    evaluation,
     train,
     train_group,
     training,
+    vector_env,
 )
 from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.evaluation import greedy_policy
@@ -159,7 +161,7 @@ def test_evaluation_envs_are_seeded_apart_from_training_envs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seen: dict[str, list[int]] = {}
-    make_envs, make_evaluator = training.make_vector_env, training.make_evaluator
+    make_envs, make_evaluator = vector_env.make_vector_env, evaluation.make_evaluator
 
     def envs_spy(env_id: str, seeds: list[int], **kwargs: Any) -> Any:
         seen["train"] = list(seeds)
