@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 import analysis.cli
@@ -67,6 +68,24 @@ def test_plot_options_reach_the_figures(
     names = {p.name for p in (tmp_path / "figs").iterdir()}
     assert {"learning_curves.svg", "learning_curves.pdf"} <= names
     assert "1 of 7 trials failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["plot", "summary"])
+def test_unfinished_sweeps_and_seeds_without_episodes_are_noted(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_sweep(tmp_path, "running", n_seeds=2, env_steps=3000)
+    (folder / "manifest.json").write_text(json.dumps({"runs": [{"trials": 6}]}))
+    trial = pd.read_parquet(folder / "trials.parquet")["trial_id"].iloc[0]
+    episodes = folder / "episodes" / f"{trial}.parquet"
+    pd.read_parquet(episodes).iloc[:0].to_parquet(episodes, index=False)
+    argv = [command, str(folder), "--resamples", "100"]
+    argv += ["--out", str(tmp_path / "figs"), "--metric", "episode"] if command == "plot" else []
+    assert _run(argv) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "2 of 6 trials have no result yet (its sweep is still running" in err
+    # Only a plot of training returns is missing a curve for it.
+    assert (f"running/{trial}" in err) == (command == "plot")
 
 
 @pytest.mark.parametrize("command", ["plot", "summary"])
@@ -145,5 +164,6 @@ def test_argparse_rejects_bad_options(sweep: Path) -> None:
     with pytest.raises(SystemExit) as err:
         _run(["plot", str(sweep), "--smooth", "0"])
     assert err.value.code == 2
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as err:
         _run(["summary", str(sweep), "--format", "xml"])
+    assert err.value.code == 2

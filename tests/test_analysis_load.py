@@ -155,11 +155,22 @@ def test_no_folder_given() -> None:
         load_results([])
 
 
-def test_analysis_imports_neither_torch_nor_ray() -> None:
-    # Plots must regenerate on a laptop that has only the results folder.
+def test_analysis_imports_neither_torch_nor_ray(sweep: Path, tmp_path: Path) -> None:
+    # Plots must regenerate on a laptop that has only the results folder: every module of the
+    # package, and the commands that import the rest as they run.
     code = (
-        "import sys, analysis, analysis.cli\n"
+        "import argparse, sys, pkgutil, importlib, analysis, analysis.cli\n"
+        "for module in pkgutil.iter_modules(analysis.__path__):\n"
+        "    importlib.import_module(f'analysis.{module.name}')\n"
+        f"for argv in (['summary', {str(sweep)!r}], ['plot', {str(sweep)!r}, '--out', "
+        f"{str(tmp_path)!r}, '--format', 'png', '--resamples', '50']):\n"
+        "    parser = argparse.ArgumentParser()\n"
+        "    commands = parser.add_subparsers(required=True)\n"
+        "    analysis.cli.add_plot_parser(commands)\n"
+        "    analysis.cli.add_summary_parser(commands)\n"
+        "    args = parser.parse_args(argv)\n"
+        "    assert args.func(args) == 0\n"
         "heavy = {'torch', 'ray', 'dqn_agent', 'sweeps', 'gymnasium'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -10,6 +10,7 @@ import pytest
 import scipy.stats
 
 from analysis.stats import (
+    FEW_SEEDS,
     FloatArray,
     area_under_curve,
     bootstrap_ci,
@@ -73,6 +74,20 @@ def test_the_expanded_interval_mends_the_coverage_of_few_seeds(
 
     assert coverage("percentile") < percentile_below
     assert at_least <= coverage("expanded") <= 0.97
+
+
+@pytest.mark.parametrize("n", range(2, FEW_SEEDS))
+def test_under_few_seeds_the_interval_is_their_range(n: int) -> None:
+    # What figures and the summary say of such intervals (FEW_SEEDS): check that it holds.
+    x = np.random.default_rng(n).normal(size=(n, 50))  # 50 grid points of n seeds
+    for statistic in (mean, iqm):
+        interval = bootstrap_ci(x, statistic, rng=np.random.default_rng(0))
+        # The mean of a resample drawing one seed n times is that seed, to rounding.
+        np.testing.assert_allclose(interval.low, x.min(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(interval.high, x.max(axis=0), rtol=1e-12)
+    wider = np.random.default_rng(FEW_SEEDS).normal(size=(FEW_SEEDS, 50))
+    inside = bootstrap_ci(wider, mean, rng=np.random.default_rng(0))
+    assert (inside.high - inside.low < np.ptp(wider, axis=0)).mean() > 0.5  # from FEW_SEEDS on
 
 
 def test_one_seed_has_no_interval() -> None:

@@ -78,6 +78,11 @@ def test_a_recorded_trial_has_its_files_and_row(
         trials.columns
     )
     assert list(trials["hidden_sizes"]) == ["16", "16", "8", "8"]
+    for row, outcome in zip(trials.itertuples(), outcomes, strict=True):
+        assert outcome.evals is not None
+        assert row.final_eval_return == outcome.evals["eval_return_mean"].iloc[-1]
+        assert row.env_steps == 200 and row.wall_s == outcome.wall_s > 0
+        assert row.env_steps_per_s == pytest.approx(200 / outcome.wall_s)
     episodes = pd.read_parquet(folder.episodes_dir)
     assert set(episodes["trial_id"]) == set(trials["trial_id"])
     assert not episodes.duplicated(["trial_id", "episode"]).any()
