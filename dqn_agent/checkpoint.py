@@ -17,6 +17,8 @@ from dqn_agent.envs import make_env
 from dqn_agent.networks import QNetwork
 
 FORMAT_VERSION = 1
+_KEYS = ("format", "config", "env_id", "obs_dim", "n_actions", "state_dict")
+"""What `save_weights` writes; `load` needs each."""
 
 
 def save_weights(
@@ -91,9 +93,27 @@ class GreedyPolicy:
 
 
 def load(path: str | os.PathLike[str], *, device: str = "cpu") -> GreedyPolicy:
-    """Rebuild a policy from a file written by `save_weights` (or `TrialResult.save`)."""
-    payload = torch.load(Path(path), map_location=device, weights_only=True)
-    if payload.get("format") != FORMAT_VERSION:
+    """Rebuild a policy from a file written by `save_weights` (or `TrialResult.save`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the path is a folder, or the file is not a weights file of this format
+            (another torch file, a damaged one, something else); the message names the path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a folder: pass one weights file, such as <results>/models/<trial_id>.pt"
+        )
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # unpickling raises many types for files that are not ours
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: cannot be read as a torch file ({first_line})") from None
+    missing = [] if not isinstance(payload, dict) else [k for k in _KEYS if k not in payload]
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or missing:
         raise ValueError(f"{path}: not a dqn_agent weights file of format {FORMAT_VERSION}")
     config = AgentConfig.from_dict(payload["config"])
     network = QNetwork(

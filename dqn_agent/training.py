@@ -297,6 +297,11 @@ def _check_group(specs: Sequence[TrialSpec]) -> None:
         raise ValueError(f"a group's seeds must be distinct, got {seeds}")
     if first.budget.episodes is not None and len(specs) > 1:
         raise ValueError("a budget in episodes needs a group of one seed; use env_steps to group")
+    if torch.device(first.device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {first.device!r}: torch {torch.__version__} here cannot use a GPU (a "
+            "CPU-only build, or no CUDA driver); train on 'cpu', or install a CUDA build of torch"
+        )
 
 
 class _Policy:

@@ -61,6 +61,14 @@ def test_save_load_round_trip_gives_identical_greedy_actions(tmp_path: Path, due
 
 def test_loading_a_foreign_file_says_what_it_is(tmp_path: Path) -> None:
     path = tmp_path / "other.pt"
-    torch.save({"weights": 1}, path)
-    with pytest.raises(ValueError, match="not a dqn_agent weights file"):
+    for foreign in ({"weights": 1}, torch.zeros(3), [1, 2], {"format": 1, "config": {}}):
+        torch.save(foreign, path)
+        with pytest.raises(ValueError, match=r"other\.pt: not a dqn_agent weights file"):
+            load(path)
+    path.write_text("hidden_sizes: [64]\n")
+    with pytest.raises(ValueError, match=r"other\.pt: cannot be read as a torch file"):
         load(path)
+    with pytest.raises(ValueError, match=r"is a folder: pass one weights file"):
+        load(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "absent.pt")

@@ -353,6 +353,15 @@ def test_cuda_training_matches_its_own_seed_and_keeps_weights_on_the_host_afterw
     assert all(t.device.type == "cpu" for t in first.state_dict.values())
 
 
+def test_cuda_without_a_usable_gpu_is_refused_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as a CPU-only torch
+    spec = TrialSpec(**{**_spec(2).__dict__, "device": "cuda"})
+    with pytest.raises(ValueError, match=r"device 'cuda': torch .* cannot use a GPU"):
+        train(spec)
+
+
 @pytest.mark.parametrize("dueling", [False, True])
 def test_acting_through_numpy_chooses_the_actions_torch_chooses(dueling: bool) -> None:
     online = QNetwork(4, 4, 3, [32, 16], dueling=dueling)
