@@ -218,9 +218,13 @@ def parse_spec(text: str, *, source: str = "<spec>", check_env: bool = True) -> 
     grid = _parse_grid(data.get("grid"), p)
     variants = _parse_variants(data.get("variants"), p)
     _check_ambiguous(agent, grid, variants, p)
-    # Build (and so check) every configuration unless their own sections already have problems.
+    # Every value on its own first, so that each bad one is named whatever else is wrong; then,
+    # unless the agent's sections have problems, every configuration, which checks how the
+    # values go together.
     agent_problems = [path for path, _ in p.items if path.split(".")[0] in AGENT_SECTIONS]
-    configs = () if agent_problems else _build_configs(env_id, agent, grid, variants, p)
+    bad_values = _check_each_value(env_id, agent, grid, variants, p)
+    clean = not agent_problems and not bad_values
+    configs = _build_configs(env_id, agent, grid, variants, p) if clean else ()
     if p.items:
         raise SpecError(source, p.items)
     assert budget is not None and eval_ is not None and resources is not None
@@ -569,6 +573,37 @@ def _check_ambiguous(
                     f"variants.{name}.{key}",
                     f"also given under {where} ({where}.{key}): set it in one place only",
                 )
+
+
+def _check_each_value(
+    env_id: str,
+    agent: Mapping[str, Any],
+    grid: Mapping[str, tuple[Any, ...]],
+    variants: Mapping[str, Mapping[str, Any]],
+    p: _Problems,
+) -> bool:
+    """Check every value of agent, grid and variants alone, by `AgentConfig`, against the
+    environment's defaults; add a problem for each value that is bad by itself (not for one that
+    merely clashes with a default another key may change). Returns whether any was bad."""
+    base = default_config(env_id).to_dict()
+    values = [(f"agent.{key}", key, value) for key, value in agent.items()]
+    values += [
+        (f"grid.{key}[{i}]", key, v) for key, axis in grid.items() for i, v in enumerate(axis)
+    ]
+    values += [
+        (f"variants.{name}.{key}", key, value)
+        for name, overrides in variants.items()
+        for key, value in overrides.items()
+    ]
+    bad = False
+    for path, key, value in values:
+        try:
+            AgentConfig.from_dict({**base, key: value})
+        except ValueError as exc:
+            if str(exc).startswith(f"{key}="):  # about this value, not another key's
+                _add_config_problem(str(exc), {key: path}, p)
+                bad = True
+    return bad
 
 
 def _build_configs(

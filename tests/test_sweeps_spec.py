@@ -176,6 +176,23 @@ def test_several_problems_are_reported_at_once() -> None:
     assert paths == ["seeds[1]", "eval.episodes", "agent.lr"]
 
 
+def test_bad_values_are_named_beside_a_bad_key() -> None:
+    # An unknown key stops the configurations from being built; each value is still checked.
+    agent = {"lr": -1.0, "hiden_sizes": [3], "gamma": 2.0}
+    text = _with(agent=agent, grid={"hidden_sizes": [[16], [0]]}, variants={"a": {"tau": 0.0}})
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, source="s.yaml")
+    problems = dict(caught.value.problems)
+    assert list(problems) == [
+        "agent.hiden_sizes",
+        "agent.lr",
+        "agent.gamma",
+        "grid.hidden_sizes[1]",
+        "variants.a.tau",
+    ]
+    assert problems["grid.hidden_sizes[1]"].startswith("[0] is invalid: allowed values are")
+
+
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"nowhere\.yaml: file not found"):
         load_spec(tmp_path / "nowhere.yaml")
