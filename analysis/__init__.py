@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         per_trial_scores,
         summary_table,
     )
-    from analysis.align import (
+    from analysis.alignment import (
         align,
         align_episodes,
         align_evals,
@@ -59,12 +59,12 @@ _MODULE_OF = {
     "improvement_matrix": "analysis.aggregate",
     "per_trial_scores": "analysis.aggregate",
     "summary_table": "analysis.aggregate",
-    "align": "analysis.align",
-    "align_episodes": "analysis.align",
-    "align_evals": "analysis.align",
-    "bin_episode_returns": "analysis.align",
-    "carry_last": "analysis.align",
-    "smooth_per_seed": "analysis.align",
+    "align": "analysis.alignment",
+    "align_episodes": "analysis.alignment",
+    "align_evals": "analysis.alignment",
+    "bin_episode_returns": "analysis.alignment",
+    "carry_last": "analysis.alignment",
+    "smooth_per_seed": "analysis.alignment",
     "Results": "analysis.load",
     "ResultsError": "analysis.load",
     "load_results": "analysis.load",

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.align import GROUP, SEED
+from analysis.alignment import GROUP, SEED
 from analysis.load import COMPLETE, Results
 from analysis.options import DEFAULT_RESAMPLES
 from analysis.stats import (
@@ -153,7 +153,7 @@ def aggregate_curves(
     """Per configuration and grid point: mean and IQM over seeds with bootstrap intervals.
 
     Args:
-        aligned: per-seed curves from `analysis.align.align` (every seed of a configuration on
+        aligned: per-seed curves from `analysis.alignment.align` (every seed of a configuration on
             one grid).
         rng: source of the bootstrap's randomness.
         n_resamples: bootstrap resamples.

@@ -87,8 +87,8 @@ class Results:
     def no_episode_note(self) -> str | None:
         """One line naming the complete trials that finished no training episode, or None.
 
-        Their configurations have no training-return curve (see `analysis.align.align_episodes`);
-        evaluation curves are unaffected."""
+        Their configurations have no training-return curve (see
+        `analysis.alignment.align_episodes`); evaluation curves are unaffected."""
         complete = self.trials[self.trials["status"] == COMPLETE]
         keys = set(zip(self.episodes["sweep"], self.episodes["trial_id"], strict=True))
         silent = [

@@ -1,6 +1,6 @@
 """Figures: pure functions from a tidy table to a Matplotlib Axes.
 
-Each function takes a tidy DataFrame (from `analysis.align` or `analysis.aggregate`) and an
+Each function takes a tidy DataFrame (from `analysis.alignment` or `analysis.aggregate`) and an
 optional ``ax``; it draws on ``ax`` (or on a new figure, without pyplot's global state) and
 returns the Axes. Which files, formats and layouts to write is the caller's business
 (`analysis.report`). Colours come from seaborn's colour-blind palette in the order
@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis.align import SEED
+from analysis.alignment import SEED
 from analysis.stats import DEFAULT_CONFIDENCE, FEW_SEEDS, INTERVAL_METHOD, censored_median
 
 Color = tuple[float, float, float]
@@ -155,7 +155,7 @@ def plot_learning_curves(
     Args:
         curves: from `aggregate_curves` (``config, env_id, x, n_seeds, mean, mean_low, ...``).
         estimator: ``mean`` or ``iqm``; the line and band drawn.
-        per_seed: optional aligned per-seed table (`analysis.align.align`) drawn as thin lines.
+        per_seed: optional aligned per-seed table (`analysis.alignment.align`) drawn as thin lines.
         colors: colour per configuration; defaults to `config_colors`.
         ax: Axes to draw on; a new figure's when None.
         title, xlabel, ylabel: override the defaults, which state the estimator, interval,

@@ -29,7 +29,7 @@ from analysis.aggregate import (
     per_trial_scores,
     summary_table,
 )
-from analysis.align import align, align_evals
+from analysis.alignment import align, align_evals
 from analysis.load import Results, load_results
 from analysis.options import (
     DEFAULT_RESAMPLES,

@@ -18,7 +18,7 @@ from analysis.aggregate import (
     per_trial_scores,
     summary_table,
 )
-from analysis.align import align
+from analysis.alignment import align
 from analysis.load import Results, load_results
 from analysis.synthetic import write_sweep
 

@@ -14,7 +14,7 @@ import pytest
 from matplotlib.axes import Axes
 
 from analysis.aggregate import aggregate_curves, improvement_matrix, per_trial_scores, summary_table
-from analysis.align import align, align_evals
+from analysis.alignment import align, align_evals
 from analysis.load import load_results
 from analysis.plots import (
     display_labels,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis.aggregate import aggregate_curves
-from analysis.align import align, align_evals, bin_episode_returns, carry_last, smooth_per_seed
+from analysis.alignment import align, align_evals, bin_episode_returns, carry_last, smooth_per_seed
 from analysis.load import load_results
 
 # Three seeds of one configuration, 50 env steps each, with very different episode lengths:
