@@ -6,10 +6,12 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from dqn_agent import load
 from sweeps.cli import EXIT_BAD_INPUT, main
@@ -24,6 +26,7 @@ from sweeps.store import (
     ResumeError,
     TrialOutcome,
     check_resume,
+    provenance,
     write_atomic,
     write_bytes_atomic,
 )
@@ -336,3 +339,41 @@ def test_trials_made_with_other_agent_defaults_are_refused(folder: ResultsFolder
         check_resume(folder, _spec(), fresh=False)
     assert "no key of the spec changed" in str(caught.value)
     assert "agent.lr: 0.5 in trials.parquet -> 0.001 now" in str(caught.value)
+
+
+def test_the_manifest_names_the_code_that_ran(tmp_path: Path) -> None:
+    facts = provenance(["dqn-sweep", "run", "spec.yaml"])
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    if head.returncode != 0:  # an installed copy without its git history
+        assert facts["git_commit"] is None and facts["git_dirty"] is None
+        return
+    assert facts["git_commit"] == head.stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True
+    )
+    assert facts["git_dirty"] == bool(dirty.stdout.strip())
+    assert facts["command"] == ["dqn-sweep", "run", "spec.yaml"]
+    assert facts["packages"]["torch"] == torch.__version__
+
+
+def test_a_task_uses_as_many_torch_threads_as_cores_it_reserved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[int] = []
+
+    def spy(specs: object, progress: object = None) -> list[object]:
+        threads.append(torch.get_num_threads())
+        return []
+
+    monkeypatch.setattr("sweeps.runner.train_group", spy)
+    trial = expand(_spec())[0]
+    before = torch.get_num_threads()
+    try:
+        for cpus in (2.0, 2.5, 0.5):
+            run_unit([trial], cpus, None)
+    finally:
+        torch.set_num_threads(before)
+    assert threads == [2, 2, 1]  # whole cores, at least one
