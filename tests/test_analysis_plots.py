@@ -96,6 +96,12 @@ def test_several_sweeps_and_episode_metric_render(sweep: Path, tmp_path: Path) -
     )
     assert {p.suffix for p in paths} == {".pdf"}
     assert all(p.read_bytes().startswith(b"%PDF") for p in paths)
+    # PDFs too are the same bytes when made again (no creation date inside).
+    again = render_all(
+        [sweep, other], tmp_path / "again", formats=("pdf",), metric="episode", smooth=5
+    )
+    for first, second in zip(paths, again, strict=True):
+        assert first.read_bytes() == second.read_bytes(), first.name
 
 
 def test_one_seed_gets_no_band_and_says_so(tmp_path: Path) -> None:
