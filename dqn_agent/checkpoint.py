@@ -112,8 +112,8 @@ def load(path: str | os.PathLike[str], *, device: str = "cpu") -> GreedyPolicy:
     except Exception as exc:  # unpickling raises many types for files that are not ours
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"{path}: cannot be read as a torch file ({first_line})") from None
-    missing = [] if not isinstance(payload, dict) else [k for k in _KEYS if k not in payload]
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or missing:
+    ours = isinstance(payload, dict) and all(key in payload for key in _KEYS)
+    if not ours or payload["format"] != FORMAT_VERSION:
         raise ValueError(f"{path}: not a dqn_agent weights file of format {FORMAT_VERSION}")
     config = AgentConfig.from_dict(payload["config"])
     network = QNetwork(
