@@ -13,6 +13,7 @@ import torch
 
 from dqn_agent.envs import make_env
 from dqn_agent.networks import HostQNetwork, QNetwork
+from dqn_agent.placement import numpy_for
 from dqn_agent.vector_env import MAX_EPISODE_STEPS, TorchCartPole, VectorEnv, step_cartpole
 
 Evaluator = Callable[[QNetwork], list[tuple[float, float]]]
@@ -26,7 +27,7 @@ def greedy_policy(
     network is evaluated by numpy, whose calls cost less for these few observations (see
     `HostQNetwork`), and on a GPU by torch; `numpy` forces one or the other."""
     if numpy is None:
-        numpy = online.advantage.weight.device.type == "cpu"
+        numpy = numpy_for(online.advantage.weight.device)
     if numpy:
         host = HostQNetwork(online)
         return lambda obs: torch.from_numpy(host(obs.numpy()).argmax(axis=-1))

@@ -32,6 +32,7 @@ from dqn_agent.networks import (
     flatten_parameters,
 )
 from dqn_agent.optimizer import FlatAdam
+from dqn_agent.placement import numpy_for
 from dqn_agent.targets import td_loss_gradient, td_target, update_target
 from dqn_agent.vector_env import make_vector_env
 
@@ -218,7 +219,7 @@ def _train_group(
     # Adam is elementwise, so K stacked agents keep K independent optimizer states; one fused
     # kernel updates them all.
     optimizer = FlatAdam(weights, lr=config.lr)
-    act = _Policy(online, numpy=device.type == "cpu")
+    act = _Policy(online, numpy=numpy_for(device))
     buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
     draws = _Draws(streams, config.batch_size, device)
     log = _Log(specs, device)

@@ -24,6 +24,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from dqn_agent.envs import make_env, space_sizes
+from dqn_agent.placement import numpy_for
 
 
 class StepResult(NamedTuple):
@@ -139,7 +140,7 @@ def step_cartpole(state: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Ten
     and there a numpy call costs about a quarter of a torch call (1 against 4 microseconds
     measured here). On the CPU, numpy reads the tensors' memory directly and its results are
     handed back as tensors without a copy; on a GPU, torch computes on the device."""
-    if state.device.type != "cpu":
+    if not numpy_for(state.device):
         return cartpole_dynamics(state, actions)
     next_state, fell = cartpole_dynamics(state.numpy(), actions.numpy())
     return torch.from_numpy(next_state), torch.from_numpy(fell)
@@ -239,7 +240,7 @@ class TorchCartPole:
             self.refill_starts()
         self._steps += 1
         tensors = (self.state, self.elapsed, self._used, self._starts, self._first_start, actions)
-        if self.device.type == "cpu":
+        if numpy_for(self.device):
             by_numpy = autoreset_step(*(t.numpy() for t in tensors))
             final, terminated, truncated = (torch.from_numpy(a) for a in by_numpy)
         else:
