@@ -274,6 +274,18 @@ def test_rows_carry_the_trial_columns_and_the_tables_are_consistent() -> None:
     assert result.evals["q_mean"].iloc[1:].notna().all()
 
 
+def test_tables_have_the_same_column_types_with_rows_or_none() -> None:
+    """A trial too short to finish an episode still gets numeric columns (they were 'object',
+    which Parquet stores as nulls), and the types are those of a longer trial's tables."""
+    short, full = train(_spec(0, steps=5)), train(_spec(0, steps=600))
+    assert short.episodes.empty and not full.episodes.empty
+    for name in ("episodes", "evals"):
+        assert getattr(short, name).dtypes.to_dict() == getattr(full, name).dtypes.to_dict()
+    assert full.episodes.dtypes["episode_return"] == "float64"
+    assert full.evals.dtypes["episodes_done"] == "int64"
+    assert str(full.episodes.dtypes["trial_id"]) == "str"
+
+
 def test_budget_in_episodes_stops_after_that_many_episodes() -> None:
     spec = TrialSpec(
         env_id="CartPole-v1",
