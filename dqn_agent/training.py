@@ -102,37 +102,46 @@ seed's random streams are consumed on the same schedule whatever its group."""
 
 
 class _SeedStreams:
-    """Independent random streams of one seed: init, exploration, replay sampling, envs."""
+    """Independent random streams of one seed: init, exploration, replay sampling, envs.
 
-    def __init__(self, seed: int) -> None:
+    The exploration and replay streams are generators on the agents' device: a CUDA generator
+    on a GPU, so that each agent's draws (64 per gradient step for replay) are made there, by
+    one call per agent every `WINDOW` steps. Drawn by CPU generators, a group of 1,000 agents
+    spent 0.23 s of host time per window on them, 0.9 ms per env step. On a CPU they are the
+    CPU generators they always were, and draw the same numbers."""
+
+    def __init__(self, seed: int, device: torch.device) -> None:
         init, explore, replay, env, eval_env = np.random.SeedSequence(seed).spawn(5)
-        self.init = _torch_generator(init)
-        self.explore = _torch_generator(explore)
-        self.replay = _torch_generator(replay)
+        self.init = _torch_generator(init, torch.device("cpu"))
+        self.explore = _torch_generator(explore, device)
+        self.replay = _torch_generator(replay, device)
         self.env_seed = int(env.generate_state(1)[0])
         self.eval_seed = int(eval_env.generate_state(1)[0])
 
 
-def _torch_generator(seed_sequence: np.random.SeedSequence) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed_sequence.generate_state(1)[0]))
+def _torch_generator(
+    seed_sequence: np.random.SeedSequence, device: torch.device
+) -> torch.Generator:
+    seed = int(seed_sequence.generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 class _Draws:
     """Uniform random numbers for the whole group, drawn in blocks per agent from that agent's
-    own generator, then used on the device without waiting for the host.
+    own generator on the agents' device, so that stepping never waits for the host.
 
     explore: (K, WINDOW, 2) per window of env steps: [explore?, which random action].
     replay: (K, WINDOW, batch) per WINDOW gradient steps: which stored transitions to sample.
     """
 
-    def __init__(self, streams: Sequence[_SeedStreams], batch_size: int, device: torch.device):
-        self.streams, self.batch_size, self.device = streams, batch_size, device
+    def __init__(self, streams: Sequence[_SeedStreams], batch_size: int) -> None:
+        self.streams, self.batch_size = streams, batch_size
         self.explore = torch.empty(0)
         self.replay = torch.empty(0)
         self._replay_used = WINDOW
 
     def _block(self, generators: Sequence[torch.Generator], *shape: int) -> torch.Tensor:
-        return torch.stack([torch.rand(*shape, generator=g) for g in generators]).to(self.device)
+        return torch.stack([torch.rand(*shape, generator=g, device=g.device) for g in generators])
 
     def refill_explore(self) -> None:
         self.explore = self._block([s.explore for s in self.streams], WINDOW, 2)
@@ -201,7 +210,7 @@ def _train_group(
     first = specs[0]
     config, device = first.agent, torch.device(first.device)
     n_agents = len(specs)
-    streams = [_SeedStreams(s.seed) for s in specs]
+    streams = [_SeedStreams(s.seed, device) for s in specs]
 
     envs = make_vector_env(
         first.env_id, [st.env_seed for st in streams], device=device, backend=env_backend
@@ -221,7 +230,7 @@ def _train_group(
     optimizer = FlatAdam(weights, lr=config.lr)
     act = _Policy(online, numpy=numpy_for(device))
     buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
-    draws = _Draws(streams, config.batch_size, device)
+    draws = _Draws(streams, config.batch_size)
     log = _Log(specs, device)
 
     total_steps = first.budget.env_steps
