@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup demo test lint unit bench bench-learning docker-demo docker-test docker-clean clean
+.PHONY: setup demo test lint unit bench bench-learning bench-gpu docker-demo docker-test docker-clean clean
 
 $(BIN)/dqn-sweep: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: setup
 	$(BIN)/python -m benchmarks.bench_scheduling
 	$(BIN)/python -m benchmarks.bench_analysis
 	$(BIN)/python -m benchmarks.bench_docker
+
+# On a machine with a CUDA GPU and a CUDA build of torch in the venv (README, Dependencies).
+bench-gpu: setup
+	$(BIN)/python -m benchmarks.bench_gpu
 
 bench-learning: setup
 	$(BIN)/python -m benchmarks.bench_learning --env CartPole-v1
