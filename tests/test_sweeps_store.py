@@ -95,6 +95,31 @@ def test_a_recorded_trial_has_its_files_and_row(
     assert _hidden_files(tmp_path) == []
 
 
+def test_the_folder_reads_at_once_when_some_trials_finished_no_episode(tmp_path: Path) -> None:
+    """16 env steps: seeds 0-4 end no CartPole episode, seed 5 ends one, and the first file in
+    the folder's order is one without. Its numeric columns were once stored as nulls, and
+    pyarrow, reading the folder with the first file's schema, refused the others ("Unsupported
+    cast from double to null")."""
+    spec = _spec(
+        SPEC.replace("seeds: 2", "seeds: 6")
+        .replace("env_steps: 200", "env_steps: 16")
+        .replace("every_steps: 100", "every_steps: 16")
+        .replace("learning_starts: 50", "learning_starts: 4")
+        .replace("hidden_sizes: [[16], [8]]", "hidden_sizes: [[8]]")
+    )
+    store = _store(tmp_path, spec)
+    lengths = {}
+    for trial in expand(spec):
+        for outcome in run_unit([trial], 1, None):
+            assert outcome.episodes is not None
+            lengths[trial.trial_id] = len(outcome.episodes)
+            store.record(outcome)
+    assert lengths[min(lengths)] == 0 and sum(lengths.values()) > 0  # the case named above
+    episodes = pd.read_parquet(ResultsFolder(tmp_path).episodes_dir)
+    assert len(episodes) == sum(lengths.values())
+    assert episodes["episode_return"].dtype == "float64"
+
+
 def test_the_row_waits_for_the_data_files(
     tmp_path: Path, outcomes: list[TrialOutcome], monkeypatch: pytest.MonkeyPatch
 ) -> None:
