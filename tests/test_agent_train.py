@@ -283,7 +283,7 @@ def test_tables_have_the_same_column_types_with_rows_or_none() -> None:
         assert getattr(short, name).dtypes.to_dict() == getattr(full, name).dtypes.to_dict()
     assert full.episodes.dtypes["episode_return"] == "float64"
     assert full.evals.dtypes["episodes_done"] == "int64"
-    assert str(full.episodes.dtypes["trial_id"]) == "str"
+    assert pd.api.types.is_string_dtype(full.episodes.dtypes["trial_id"])
 
 
 def test_budget_in_episodes_stops_after_that_many_episodes() -> None:
