@@ -33,8 +33,8 @@ from typing import Any
 
 import ray
 
-from sweeps.plan import expand
-from sweeps.runner import machine_cpus, run_sweep, run_unit
+from sweeps.plan import expand, machine_cpus
+from sweeps.runner import run_sweep, run_unit
 from sweeps.spec import load_spec, parse_spec
 
 TRIVIAL = """\

@@ -7,10 +7,15 @@ written); 130 interrupted (Ctrl-C; finished trials are kept, a rerun resumes).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sweeps.spec import InputError, SweepSpec
+
+if TYPE_CHECKING:
+    from sweeps.plan import Estimate
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -94,7 +99,7 @@ def _positive_int(text: str) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from sweeps.plan import make_plan
+    from sweeps.plan import estimate, machine_cpus, make_plan
     from sweeps.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -112,7 +117,33 @@ def _validate(args: argparse.Namespace) -> int:
     )
     for point in spec.configs:
         print(f"  {point.label}")
+    cpus = machine_cpus()
+    slots = max(1, math.floor(cpus / spec.resources.cpus_per_trial + 1e-9))
+    print(_estimate_text(estimate(spec, slots), cpus))
     return EXIT_OK
+
+
+def _estimate_text(guess: Estimate | None, cpus: int) -> str:
+    """What `validate` says of the cost of a local run."""
+    if guess is None:
+        return (
+            "no time estimate: the planner's cost model is of CPU tasks with a budget in env steps"
+        )
+    sizes = ", ".join(map(str, guess.units))
+    return (
+        f"on this machine ({cpus} CPUs, {guess.slots} task(s) at a time): "
+        f"{len(guess.units)} task(s) of {sizes} seed(s)\n"
+        f"estimated training time: {_duration(guess.wall_s)} ({_duration(guess.core_s)} of CPU "
+        "time), by the planner's rough cost model; starting Ray and evaluation come on top"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _print_warnings(spec: SweepSpec) -> None:

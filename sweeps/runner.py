@@ -40,7 +40,7 @@ from rich.progress import (
 
 from dqn_agent import Progress as TrainProgress
 from dqn_agent import TrialSpec, train_group
-from sweeps.plan import Plan, Unit, make_plan
+from sweeps.plan import Plan, Unit, machine_cpus, make_plan
 from sweeps.progress import read_board, report_to, start_board
 from sweeps.spec import InputError, Resources, SweepSpec
 from sweeps.store import (
@@ -538,13 +538,6 @@ def _check_cuda(resources: Resources) -> None:
             f"{torch.__version__} on this machine cannot use a GPU (a CPU-only build, or no "
             "CUDA driver); set gpus_per_trial: 0, or install a CUDA build of torch"
         )
-
-
-def machine_cpus() -> int:
-    """CPU cores this process may use (its affinity mask, where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _alive_nodes() -> list[dict[str, float]]:

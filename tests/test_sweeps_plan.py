@@ -11,6 +11,7 @@ import pytest
 
 from sweeps.plan import (
     CUT_GAIN_NEEDED,
+    estimate,
     expand,
     group_units,
     make_plan,
@@ -245,6 +246,34 @@ def test_makespan_is_the_longest_slot_when_units_start_costliest_first() -> None
     assert makespan(units, 1) == pytest.approx(4 * one)
     assert makespan(units, 2) == pytest.approx(2 * one)
     assert makespan(units, 8) == pytest.approx(one)
+
+
+def test_the_estimate_is_the_balanced_plan_costed_by_the_model() -> None:
+    """What `validate` reports: the plan the runner would make for these slots, its busiest
+    slot's time and its total time, per env step times the budget."""
+    spec = load_spec(Path(__file__).parents[1] / "sweeps/specs/network_sizes.yaml")
+    steps = spec.budget.env_steps
+    assert steps is not None
+    for slots in (1, 2, 8):
+        guess = estimate(spec, slots)
+        assert guess is not None
+        units = make_plan(spec, group_size=None, capacity=slots).units
+        assert guess.units == tuple(len(unit) for unit in units)
+        assert guess.wall_s == pytest.approx(makespan(units, slots) * steps)
+        assert guess.core_s == pytest.approx(sum(map(unit_cost, units)) * steps)
+    one, two = estimate(spec, 1), estimate(spec, 2)
+    assert one is not None and two is not None
+    assert one.wall_s == pytest.approx(one.core_s)  # one slot does everything in turn
+    assert one.core_s / 2 <= two.wall_s < one.wall_s
+
+
+def test_no_estimate_where_the_model_does_not_apply() -> None:
+    on_gpus = _spec("seeds: 2\nresources: {gpus_per_trial: 0.5}\n")
+    by_episodes = parse_spec(
+        "name: e\nenv: CartPole-v1\nseeds: 2\nbudget: {episodes: 3}\n", check_env=False
+    )
+    assert estimate(on_gpus, 2) is None and estimate(by_episodes, 2) is None
+    assert estimate(_spec("seeds: 2\n"), 2) is not None
 
 
 def test_balanced_plan_trains_episode_budgets_one_seed_per_task() -> None:

@@ -287,6 +287,44 @@ def test_validate_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert "hidden_sizes=16" in out and "hidden_sizes=32" in out
 
 
+@pytest.mark.parametrize(("cpus_per_trial", "slots"), [(1, 2), (2, 1)])
+def test_validate_estimates_the_training_time_on_this_machine(
+    cpus_per_trial: int,
+    slots: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sweeps import plan
+
+    monkeypatch.setattr(plan, "machine_cpus", lambda: 2)
+    course = next(p for p in SPECS if p.name == "network_sizes.yaml")
+    path = tmp_path / "course.yaml"
+    path.write_text(
+        course.read_text().replace("cpus_per_trial: 1", f"cpus_per_trial: {cpus_per_trial}")
+    )
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    guess = plan.estimate(load_spec(path), slots)
+    assert guess is not None
+    sizes = ", ".join(map(str, guess.units))
+    assert f"on this machine (2 CPUs, {slots} task(s) at a time): " in out
+    assert f"{len(guess.units)} task(s) of {sizes} seed(s)" in out
+    assert f"estimated training time: {guess.wall_s / 60:.1f} min " in out
+    assert f"({guess.core_s / 60:.1f} min of CPU time)" in out
+
+
+def test_validate_says_when_it_cannot_estimate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gpu.yaml"
+    path.write_text(_with(resources={"gpus_per_trial": 0.5}))
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "no time estimate: the planner's cost model is of CPU tasks" in out
+    assert "estimated training time" not in out
+
+
 def test_help_and_validate_import_no_numerical_library() -> None:
     """`dqn-sweep --help` and `validate` answer without torch, Ray, pandas, scipy or matplotlib,
     whose imports took five seconds. A fresh interpreter, since this one has them loaded."""
