@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seeds of one configuration trained together in one task, as one batched "
         "computation (default: balanced over the cluster's task slots: all seeds of a "
         "configuration in one task, costly ones split where that shortens the sweep by 5%% or "
-        "more, costliest first; 1 for budgets in episodes)",
+        "more, costliest first; on GPUs never split below 1,000 seeds; 1 for budgets in "
+        "episodes)",
     )
     run.add_argument(
         "--quiet", action="store_true", help="no progress display, only the final summary"

@@ -159,6 +159,26 @@ def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
     return sorted(units, key=unit_cost, reverse=True)
 
 
+GPU_GROUP_MAX = 1_000
+"""Most seeds of one configuration in one task on a GPU: the largest group the GPU benchmark
+targets (`benchmarks/bench_gpu.py`). A configuration with more seeds is split evenly."""
+
+
+def gpu_units(trials: Sequence[TrialSpec]) -> list[Unit]:
+    """Units for tasks on GPUs: all seeds of each configuration in one task, costliest first.
+
+    `balanced_units` cuts a costly configuration by a model of CPU cores, where a group's cost
+    grows with its number of seeds. On a GPU, networks this small leave the device mostly idle
+    and a step of a group costs about what its kernel launches cost, whatever its number of
+    seeds (the premise of seed-batching; issue 5 asks 1,000 seeds in at most twice the time of
+    10; not measured here, for want of a GPU). Cutting a configuration there would add launches
+    and a task waiting for a slot, and gain nothing."""
+    units: list[Unit] = []
+    for whole in group_units(trials, max(len(trials), 1)):
+        units += split(whole, math.ceil(len(whole) / GPU_GROUP_MAX))
+    return sorted(units, key=unit_cost, reverse=True)
+
+
 def _cuts(unit: Unit, units: Sequence[Unit], trials: Sequence[TrialSpec]) -> list[list[Unit]]:
     """The ways to cut `unit`, one of `units`, most even first: its configuration's seeds split
     evenly into one group more than now, or `unit` itself cut in two."""
@@ -203,8 +223,9 @@ def make_plan(
 ) -> Plan:
     """Plan `spec`, leaving out the trials whose ids are in `complete`.
 
-    `group_size` None balances the units over `capacity` task slots (`balanced_units`);
-    otherwise each unit holds up to `group_size` seeds of one configuration, in spec order.
+    `group_size` None balances the units over `capacity` task slots (`balanced_units`), or for
+    tasks on GPUs keeps each configuration's seeds together (`gpu_units`); otherwise each unit
+    holds up to `group_size` seeds of one configuration, in spec order.
     """
     if group_size is not None and group_size < 1:
         raise InputError(f"--group-size {group_size}: give an integer >= 1")
@@ -217,8 +238,12 @@ def make_plan(
         )
     trials = expand(spec)
     todo = [trial for trial in trials if trial.trial_id not in complete]
-    if group_size is None:
-        units = group_units(todo, 1) if episodes else balanced_units(todo, capacity)
+    if group_size is None and episodes:
+        units = group_units(todo, 1)
+    elif group_size is None and spec.resources.gpus_per_trial > 0:
+        units = gpu_units(todo)
+    elif group_size is None:
+        units = balanced_units(todo, capacity)
     else:
         units = group_units(todo, group_size)
     return Plan(trials=tuple(trials), units=tuple(units))

@@ -11,6 +11,7 @@ import pytest
 
 from sweeps.plan import (
     CUT_GAIN_NEEDED,
+    GPU_GROUP_MAX,
     estimate,
     expand,
     group_units,
@@ -274,6 +275,30 @@ def test_no_estimate_where_the_model_does_not_apply() -> None:
     )
     assert estimate(on_gpus, 2) is None and estimate(by_episodes, 2) is None
     assert estimate(_spec("seeds: 2\n"), 2) is not None
+
+
+def test_gpu_tasks_keep_each_configuration_whole_where_cpu_tasks_are_cut() -> None:
+    """On four CPU slots the planner cuts the costly [256, 256] group; on four quarter-GPU
+    slots it does not (a GPU's step costs about the same for any number of seeds)."""
+    grid = "grid: {hidden_sizes: [[256, 256], [64, 64], [256], [64]]}\n"
+    on_cpus = _spec("seeds: 10\n" + grid)
+    on_gpus = _spec("seeds: 10\nresources: {gpus_per_trial: 0.25}\n" + grid)
+    cut = make_plan(on_cpus, group_size=None, capacity=4).units
+    assert len(cut) > 4  # the case this test is about: a plan for CPUs that cuts
+    for capacity in (1, 4, 16):
+        whole = make_plan(on_gpus, group_size=None, capacity=capacity).units
+        assert [(u[0].agent.hidden_sizes, len(u)) for u in whole] == [
+            ((256, 256), 10),
+            ((64, 64), 10),
+            ((256,), 10),
+            ((64,), 10),
+        ]
+
+
+def test_gpu_tasks_split_a_configuration_evenly_past_the_largest_group() -> None:
+    spec = _spec(f"seeds: {2 * GPU_GROUP_MAX + 1}\nresources: {{gpus_per_trial: 1}}\n")
+    units = make_plan(spec, group_size=None, capacity=1).units
+    assert [len(u) for u in units] == [667, 667, 667]  # 2,001 seeds in three even groups
 
 
 def test_balanced_plan_trains_episode_budgets_one_seed_per_task() -> None:
