@@ -126,6 +126,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _estimate_text(guess: Estimate | None, cpus: int) -> str:
     """What `validate` says of the cost of a local run."""
+    from sweeps.plan import duration
+
     if guess is None:
         return (
             "no time estimate: the planner's cost model is of CPU tasks with a budget in env steps"
@@ -134,17 +136,9 @@ def _estimate_text(guess: Estimate | None, cpus: int) -> str:
     return (
         f"on this machine ({cpus} CPUs, {guess.slots} task(s) at a time): "
         f"{len(guess.units)} task(s) of {sizes} seed(s)\n"
-        f"estimated training time: {_duration(guess.wall_s)} ({_duration(guess.core_s)} of CPU "
+        f"estimated training time: {duration(guess.wall_s)} ({duration(guess.core_s)} of CPU "
         "time), by the planner's rough cost model; starting Ray and evaluation come on top"
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _print_warnings(spec: SweepSpec) -> None:

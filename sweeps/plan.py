@@ -277,13 +277,26 @@ def estimate(spec: SweepSpec, slots: int) -> Estimate | None:
     of an environment slower to step than CartPole, on which it was fitted. On the development
     machine it has been within about 20% of measured times, mostly below (README, Running
     sweeps)."""
+    return estimate_units(spec, make_plan(spec, group_size=None, capacity=slots).units, slots)
+
+
+def estimate_units(spec: SweepSpec, units: Sequence[Unit], slots: int) -> Estimate | None:
+    """`estimate` for units already planned (some trials may be complete, or grouped by hand)."""
     steps = spec.budget.env_steps
     if spec.resources.gpus_per_trial > 0 or steps is None:
         return None
-    units = make_plan(spec, group_size=None, capacity=slots).units
     return Estimate(
         slots=slots,
         units=tuple(len(unit) for unit in units),
         wall_s=makespan(units, slots) * steps,
         core_s=sum(map(unit_cost, units)) * steps,
     )
+
+
+def duration(seconds: float) -> str:
+    """A duration as people read it: '32 s', '5.2 min', '1.5 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

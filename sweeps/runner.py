@@ -40,7 +40,7 @@ from rich.progress import (
 
 from dqn_agent import Progress as TrainProgress
 from dqn_agent import TrialSpec, train_group
-from sweeps.plan import Plan, Unit, machine_cpus, make_plan
+from sweeps.plan import Plan, Unit, duration, estimate_units, machine_cpus, make_plan
 from sweeps.progress import read_board, report_to, start_board
 from sweeps.spec import InputError, Resources, SweepSpec
 from sweeps.store import (
@@ -290,6 +290,8 @@ def _run_plan(
         if group_size is None:  # balanced over the cluster: known only once its size is
             plan = make_plan(spec, complete=complete, group_size=None, capacity=capacity)
         cap = max_in_flight or spec.resources.max_in_flight or 2 * capacity
+        if not quiet:
+            print(_plan_line(spec, plan, capacity), file=stream, flush=True)
         store = ResultsStore.open(
             folder,
             spec,
@@ -330,6 +332,16 @@ def _run_plan(
         failed = [o.spec.trial_id for o in outcomes if o.status == "failed"]
         store.finish({"trained": len(outcomes), "failed": failed, "interrupted": interrupted})
     return outcomes, interrupted
+
+
+def _plan_line(spec: SweepSpec, plan: Plan, capacity: int) -> str:
+    """The tasks of the run, and the planner's estimate of their training time if it has one."""
+    sizes = ", ".join(str(len(unit)) for unit in plan.units)
+    line = f"{len(plan.units)} task(s) of {sizes} seed(s), {capacity} at a time"
+    guess = estimate_units(spec, plan.units, capacity)
+    if guess is None:
+        return line
+    return f"{line}; estimated training time {duration(guess.wall_s)} (the planner's model)"
 
 
 def _execute(

@@ -86,7 +86,10 @@ def test_added_seeds_train_only_the_new_trials(
     before = _snapshot(copy / "results" / "tiny" / "episodes")
     spec = write_spec(copy, SPEC.replace("seeds: 2", "seeds: 3"))
     assert main(["run", str(spec), "--out", str(copy / "results")]) == 0
-    assert "4 already complete, 2 to train" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 already complete, 2 to train" in out
+    # The new seed of each configuration, one task each on the 2 CPUs, with the planner's guess.
+    assert "2 task(s) of 1, 1 seed(s), 2 at a time; estimated training time " in out
     after = _snapshot(copy / "results" / "tiny" / "episodes")
     assert {k: after[k] for k in before} == before
     assert len(after) == 6
