@@ -10,12 +10,8 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from sweeps.spec import InputError, SweepSpec
-
-if TYPE_CHECKING:
-    from sweeps.plan import Estimate
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -65,11 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seeds of one configuration trained together in one task, as one batched "
         "computation (default: balanced over the cluster's task slots: all seeds of a "
         "configuration in one task, costly ones split where that shortens the sweep by 5%% or "
-        "more, costliest first; on GPUs never split below 1,000 seeds; 1 for budgets in "
-        "episodes)",
+        "more, costliest first; on GPUs, split only to fill the task slots, in even groups of at "
+        "most 1,000 seeds; 1 for budgets in episodes)",
     )
     run.add_argument(
-        "--quiet", action="store_true", help="no progress display, only the final summary"
+        "--quiet",
+        action="store_true",
+        help="no progress display, plan line or line per trial: the opening line, warnings and "
+        "the final summary",
     )
     run.set_defaults(func=_run)
 
@@ -100,7 +99,7 @@ def _positive_int(text: str) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from sweeps.plan import estimate, machine_cpus, make_plan
+    from sweeps.plan import machine_cpus, make_plan
     from sweeps.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -118,27 +117,36 @@ def _validate(args: argparse.Namespace) -> int:
     )
     for point in spec.configs:
         print(f"  {point.label}")
-    cpus = machine_cpus()
-    slots = max(1, math.floor(cpus / spec.resources.cpus_per_trial + 1e-9))
-    print(_estimate_text(estimate(spec, slots), cpus))
+    print(_local_estimate(spec, machine_cpus()))
     return EXIT_OK
 
 
-def _estimate_text(guess: Estimate | None, cpus: int) -> str:
-    """What `validate` says of the cost of a local run."""
-    from sweeps.plan import duration
+def _local_estimate(spec: SweepSpec, cpus: int) -> str:
+    """What `validate` says of the cost of running `spec` on this machine."""
+    from sweeps.plan import describe_tasks, duration, estimate
 
+    per_task = spec.resources.cpus_per_trial
+    if per_task > cpus:
+        return (
+            f"no time estimate: a task asks for {per_task:g} CPUs and this machine has {cpus}, "
+            "so a local run would refuse the spec (a cluster with larger nodes would run it)"
+        )
+    slots = math.floor(cpus / per_task + 1e-9)
+    slots = min(slots, spec.resources.max_in_flight or slots)
+    guess = estimate(spec, cpus=cpus, slots=slots)
     if guess is None:
         return (
             "no time estimate: the planner's cost model is of CPU tasks with a budget in env steps"
         )
-    sizes = ", ".join(map(str, guess.units))
-    return (
-        f"on this machine ({cpus} CPUs, {guess.slots} task(s) at a time): "
-        f"{len(guess.units)} task(s) of {sizes} seed(s)\n"
+    at_a_time = f"{slots} task{'' if slots == 1 else 's'} at a time"
+    lines = [
+        f"on this machine ({cpus} CPUs, {at_a_time}): {describe_tasks(guess.units)}",
         f"estimated training time: {duration(guess.wall_s)} ({duration(guess.core_s)} of CPU "
-        "time), by the planner's rough cost model; starting Ray and evaluation come on top"
-    )
+        "time), by the planner's rough cost model; starting Ray and evaluation come on top",
+    ]
+    if per_task > 1:
+        lines.append(f"(the model costs a task as one core; its {per_task:g} CPUs may speed it up)")
+    return "\n".join(lines)
 
 
 def _print_warnings(spec: SweepSpec) -> None:

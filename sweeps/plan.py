@@ -8,6 +8,7 @@ names new trials. A unit of work is one Ray task: a group of seeds of one config
 
 from __future__ import annotations
 
+import collections
 import functools
 import heapq
 import itertools
@@ -164,18 +165,24 @@ GPU_GROUP_MAX = 1_000
 targets (`benchmarks/bench_gpu.py`). A configuration with more seeds is split evenly."""
 
 
-def gpu_units(trials: Sequence[TrialSpec]) -> list[Unit]:
-    """Units for tasks on GPUs: all seeds of each configuration in one task, costliest first.
+def gpu_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
+    """Units for tasks on GPUs: each configuration's seeds in as few tasks as fill the
+    `capacity` slots, in even groups of at most GPU_GROUP_MAX; costliest first.
 
     `balanced_units` cuts a costly configuration by a model of CPU cores, where a group's cost
     grows with its number of seeds. On a GPU, networks this small leave the device mostly idle
     and a step of a group costs about what its kernel launches cost, whatever its number of
     seeds (the premise of seed-batching; issue 5 asks 1,000 seeds in at most twice the time of
-    10; not measured here, for want of a GPU). Cutting a configuration there would add launches
-    and a task waiting for a slot, and gain nothing."""
+    10; not measured here, for want of a GPU). So a configuration is cut only where slots would
+    otherwise stay idle (fewer configurations than slots: each is cut into slots // configs
+    groups, each task issuing its launches from its own CPU core), never to shorten a long group
+    as on CPUs: with no slot idle, a cut adds launches and leaves a task waiting for a slot."""
+    configurations = group_units(trials, max(len(trials), 1))
+    per_configuration = max(1, capacity // max(len(configurations), 1))
     units: list[Unit] = []
-    for whole in group_units(trials, max(len(trials), 1)):
-        units += split(whole, math.ceil(len(whole) / GPU_GROUP_MAX))
+    for whole in configurations:
+        parts = max(math.ceil(len(whole) / GPU_GROUP_MAX), per_configuration)
+        units += split(whole, min(parts, len(whole)))
     return sorted(units, key=unit_cost, reverse=True)
 
 
@@ -241,7 +248,7 @@ def make_plan(
     if group_size is None and episodes:
         units = group_units(todo, 1)
     elif group_size is None and spec.resources.gpus_per_trial > 0:
-        units = gpu_units(todo)
+        units = gpu_units(todo, capacity)
     elif group_size is None:
         units = balanced_units(todo, capacity)
     else:
@@ -257,9 +264,11 @@ def machine_cpus() -> int:
 
 
 class Estimate(NamedTuple):
-    """What the planner's cost model expects a sweep's training to cost on `slots` task slots."""
+    """What the planner's cost model expects a sweep's training to cost, `slots` tasks at a time
+    on `cpus` CPU cores."""
 
     slots: int
+    cpus: float
     units: tuple[int, ...]
     """Seeds in each task of the plan, in the order they are submitted."""
     wall_s: float
@@ -268,35 +277,61 @@ class Estimate(NamedTuple):
     """Seconds of CPU core time, all tasks together."""
 
 
-def estimate(spec: SweepSpec, slots: int) -> Estimate | None:
-    """The cost of training every trial of `spec` on `slots` CPU task slots, by the model that
-    plans the groups (`unit_cost`), or None where that model does not apply: tasks on GPUs, or a
-    budget in episodes (a number of env steps unknown in advance).
+def estimate(spec: SweepSpec, *, cpus: float, slots: int) -> Estimate | None:
+    """The cost of training every trial of `spec`, `slots` tasks at a time on `cpus` cores, by
+    the model that plans the groups (`unit_cost`); None where that model does not apply: tasks
+    on GPUs, or a budget in episodes (a number of env steps unknown in advance).
 
     The model counts training only: not Ray's start, nor evaluation episodes, nor the extra cost
-    of an environment slower to step than CartPole, on which it was fitted. On the development
-    machine it has been within about 20% of measured times, mostly below (README, Running
-    sweeps)."""
-    return estimate_units(spec, make_plan(spec, group_size=None, capacity=slots).units, slots)
+    of an environment slower to step than CartPole, on which it was fitted. It costs each task
+    as one core: tasks sharing a core (cpus_per_trial below 1) take longer, so the wall time is
+    at least the core time over the cores; a task given several cores is not counted faster.
+    On the development machine it has been within about 20% of measured times, mostly below
+    (README, Running sweeps)."""
+    units = make_plan(spec, group_size=None, capacity=slots).units
+    return estimate_units(spec, units, cpus=cpus, slots=slots)
 
 
-def estimate_units(spec: SweepSpec, units: Sequence[Unit], slots: int) -> Estimate | None:
+def estimate_units(
+    spec: SweepSpec, units: Sequence[Unit], *, cpus: float, slots: int
+) -> Estimate | None:
     """`estimate` for units already planned (some trials may be complete, or grouped by hand)."""
     steps = spec.budget.env_steps
     if spec.resources.gpus_per_trial > 0 or steps is None:
         return None
+    core_s = sum(map(unit_cost, units)) * steps
     return Estimate(
         slots=slots,
+        cpus=cpus,
         units=tuple(len(unit) for unit in units),
-        wall_s=makespan(units, slots) * steps,
-        core_s=sum(map(unit_cost, units)) * steps,
+        wall_s=max(makespan(units, slots) * steps, core_s / cpus),
+        core_s=core_s,
     )
 
 
+def describe_tasks(sizes: Sequence[int]) -> str:
+    """'4 tasks of 10 seeds', '3 tasks of 4, 1 and 5 seeds', '13 tasks: 10 of 1 seed, 3 of 10
+    seeds' (a long list is counted, not spelled out)."""
+
+    def count(n: int, noun: str) -> str:
+        return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+    tasks = count(len(sizes), "task")
+    if len(set(sizes)) == 1:
+        return f"{tasks} of {count(sizes[0], 'seed')}"
+    if len(sizes) <= 6:
+        listed = ", ".join(map(str, sizes[:-1]))
+        return f"{tasks} of {listed} and {count(sizes[-1], 'seed')}"
+    by_size = collections.Counter(sizes)  # in order of first appearance
+    return f"{tasks}: " + ", ".join(f"{n:,} of {count(k, 'seed')}" for k, n in by_size.items())
+
+
 def duration(seconds: float) -> str:
-    """A duration as people read it: '32 s', '5.2 min', '1.5 h'."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
+    """A duration as people read it: 'under 1 s', '32 s', '5.2 min', '1.5 h'."""
+    if seconds < 0.5:
+        return "under 1 s"
+    if round(seconds) < 90:
+        return f"{round(seconds)} s"
+    if round(seconds / 60, 1) < 90:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"

@@ -40,7 +40,15 @@ from rich.progress import (
 
 from dqn_agent import Progress as TrainProgress
 from dqn_agent import TrialSpec, train_group
-from sweeps.plan import Plan, Unit, duration, estimate_units, machine_cpus, make_plan
+from sweeps.plan import (
+    Plan,
+    Unit,
+    describe_tasks,
+    duration,
+    estimate_units,
+    machine_cpus,
+    make_plan,
+)
 from sweeps.progress import read_board, report_to, start_board
 from sweeps.spec import InputError, Resources, SweepSpec
 from sweeps.store import (
@@ -287,11 +295,12 @@ def _run_plan(
     """Start or join Ray, open the results folder and run the plan's units; see `run_sweep`."""
     with ray_session(address, spec.resources) as cluster:
         capacity = _capacity(spec.resources)
-        if group_size is None:  # balanced over the cluster: known only once its size is
-            plan = make_plan(spec, complete=complete, group_size=None, capacity=capacity)
         cap = max_in_flight or spec.resources.max_in_flight or 2 * capacity
+        if group_size is None:  # balanced over the task slots: known once the cluster is
+            slots = min(capacity, cap)
+            plan = make_plan(spec, complete=complete, group_size=None, capacity=slots)
         if not quiet:
-            print(_plan_line(spec, plan, capacity), file=stream, flush=True)
+            print(_plan_line(spec, plan, min(capacity, cap)), file=stream, flush=True)
         store = ResultsStore.open(
             folder,
             spec,
@@ -334,11 +343,12 @@ def _run_plan(
     return outcomes, interrupted
 
 
-def _plan_line(spec: SweepSpec, plan: Plan, capacity: int) -> str:
-    """The tasks of the run, and the planner's estimate of their training time if it has one."""
-    sizes = ", ".join(str(len(unit)) for unit in plan.units)
-    line = f"{len(plan.units)} task(s) of {sizes} seed(s), {capacity} at a time"
-    guess = estimate_units(spec, plan.units, capacity)
+def _plan_line(spec: SweepSpec, plan: Plan, slots: int) -> str:
+    """The tasks of the run, `slots` at a time, and the planner's estimate of their training
+    time where it has one."""
+    line = f"{describe_tasks([len(unit) for unit in plan.units])}, {slots} at a time"
+    cpus = sum(node.get("CPU", 0.0) for node in _alive_nodes())
+    guess = estimate_units(spec, plan.units, cpus=cpus, slots=slots) if cpus > 0 else None
     if guess is None:
         return line
     return f"{line}; estimated training time {duration(guess.wall_s)} (the planner's model)"

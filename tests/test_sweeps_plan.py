@@ -12,6 +12,8 @@ import pytest
 from sweeps.plan import (
     CUT_GAIN_NEEDED,
     GPU_GROUP_MAX,
+    describe_tasks,
+    duration,
     estimate,
     expand,
     group_units,
@@ -256,16 +258,26 @@ def test_the_estimate_is_the_balanced_plan_costed_by_the_model() -> None:
     steps = spec.budget.env_steps
     assert steps is not None
     for slots in (1, 2, 8):
-        guess = estimate(spec, slots)
+        guess = estimate(spec, cpus=8, slots=slots)
         assert guess is not None
         units = make_plan(spec, group_size=None, capacity=slots).units
         assert guess.units == tuple(len(unit) for unit in units)
         assert guess.wall_s == pytest.approx(makespan(units, slots) * steps)
         assert guess.core_s == pytest.approx(sum(map(unit_cost, units)) * steps)
-    one, two = estimate(spec, 1), estimate(spec, 2)
+    one, two = estimate(spec, cpus=8, slots=1), estimate(spec, cpus=8, slots=2)
     assert one is not None and two is not None
     assert one.wall_s == pytest.approx(one.core_s)  # one slot does everything in turn
     assert one.core_s / 2 <= two.wall_s < one.wall_s
+
+
+def test_tasks_sharing_cores_take_at_least_their_core_time_over_the_cores() -> None:
+    """Eight slots on two cores (cpus_per_trial 0.25): the busiest slot alone would promise
+    less than the cores can do."""
+    spec = load_spec(Path(__file__).parents[1] / "sweeps/specs/network_sizes.yaml")
+    guess = estimate(spec, cpus=2, slots=8)
+    assert guess is not None
+    units = make_plan(spec, group_size=None, capacity=8).units
+    assert makespan(units, 8) * 50_000 < guess.core_s / 2 == pytest.approx(guess.wall_s)
 
 
 def test_no_estimate_where_the_model_does_not_apply() -> None:
@@ -273,19 +285,43 @@ def test_no_estimate_where_the_model_does_not_apply() -> None:
     by_episodes = parse_spec(
         "name: e\nenv: CartPole-v1\nseeds: 2\nbudget: {episodes: 3}\n", check_env=False
     )
-    assert estimate(on_gpus, 2) is None and estimate(by_episodes, 2) is None
-    assert estimate(_spec("seeds: 2\n"), 2) is not None
+    assert estimate(on_gpus, cpus=2, slots=2) is None
+    assert estimate(by_episodes, cpus=2, slots=2) is None
+    assert estimate(_spec("seeds: 2\n"), cpus=2, slots=2) is not None
+
+
+@pytest.mark.parametrize(
+    ("sizes", "text"),
+    [
+        ([10, 10, 10, 10], "4 tasks of 10 seeds"),
+        ([1], "1 task of 1 seed"),
+        ([4, 1, 5], "3 tasks of 4, 1 and 5 seeds"),
+        ([1] * 10 + [10] * 3, "13 tasks: 10 of 1 seed, 3 of 10 seeds"),
+        ([1] * 4000, "4,000 tasks of 1 seed"),
+    ],
+)
+def test_tasks_are_described_briefly(sizes: list[int], text: str) -> None:
+    assert describe_tasks(sizes) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.2, "under 1 s"), (32.4, "32 s"), (89.6, "1.5 min"), (311, "5.2 min"), (5399, "1.5 h")],
+)
+def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
+    assert duration(seconds) == text
 
 
 def test_gpu_tasks_keep_each_configuration_whole_where_cpu_tasks_are_cut() -> None:
     """On four CPU slots the planner cuts the costly [256, 256] group; on four quarter-GPU
-    slots it does not (a GPU's step costs about the same for any number of seeds)."""
+    slots it does not (a GPU's step costs about the same for any number of seeds), nor on
+    fewer."""
     grid = "grid: {hidden_sizes: [[256, 256], [64, 64], [256], [64]]}\n"
     on_cpus = _spec("seeds: 10\n" + grid)
     on_gpus = _spec("seeds: 10\nresources: {gpus_per_trial: 0.25}\n" + grid)
     cut = make_plan(on_cpus, group_size=None, capacity=4).units
     assert len(cut) > 4  # the case this test is about: a plan for CPUs that cuts
-    for capacity in (1, 4, 16):
+    for capacity in (1, 4):
         whole = make_plan(on_gpus, group_size=None, capacity=capacity).units
         assert [(u[0].agent.hidden_sizes, len(u)) for u in whole] == [
             ((256, 256), 10),
@@ -293,6 +329,20 @@ def test_gpu_tasks_keep_each_configuration_whole_where_cpu_tasks_are_cut() -> No
             ((256,), 10),
             ((64,), 10),
         ]
+
+
+def test_gpu_tasks_are_cut_evenly_only_to_fill_idle_slots() -> None:
+    """Four configurations on 8 or 16 GPU slots: each cut into 2 or 4 even groups; one
+    configuration of 3 seeds on 8 slots: a task per seed, no empty ones."""
+    grid = "grid: {hidden_sizes: [[256, 256], [64, 64], [256], [64]]}\n"
+    on_gpus = _spec("seeds: 10\nresources: {gpus_per_trial: 0.25}\n" + grid)
+    for capacity, sizes in ((8, [5, 5]), (16, [3, 3, 2, 2])):
+        units = make_plan(on_gpus, group_size=None, capacity=capacity).units
+        for config in ((256, 256), (64, 64), (256,), (64,)):
+            mine = [len(u) for u in units if u[0].agent.hidden_sizes == config]
+            assert mine == sizes, (capacity, config)
+    few = _spec("seeds: 3\nresources: {gpus_per_trial: 0.25}\n")
+    assert [len(u) for u in make_plan(few, group_size=None, capacity=8).units] == [1, 1, 1]
 
 
 def test_gpu_tasks_split_a_configuration_evenly_past_the_largest_group() -> None:
