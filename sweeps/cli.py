@@ -123,15 +123,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _local_estimate(spec: SweepSpec, cpus: int) -> str:
     """What `validate` says of the cost of running `spec` on this machine."""
-    from sweeps.plan import describe_tasks, duration, estimate
+    from sweeps.plan import describe_tasks, duration, estimate, tasks_that_fit
 
     per_task = spec.resources.cpus_per_trial
-    if per_task > cpus:
+    slots = tasks_that_fit(spec.resources, cpus=cpus, gpus=math.inf)  # GPUs: no estimate below
+    if slots == 0:
         return (
             f"no time estimate: a task asks for {per_task:g} CPUs and this machine has {cpus}, "
             "so a local run would refuse the spec (a cluster with larger nodes would run it)"
         )
-    slots = math.floor(cpus / per_task + 1e-9)
     slots = min(slots, spec.resources.max_in_flight or slots)
     guess = estimate(spec, cpus=cpus, slots=slots)
     if guess is None:

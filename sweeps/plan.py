@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from dqn_agent import AgentConfig, TrialSpec
-from sweeps.spec import InputError, SweepSpec
+from sweeps.spec import InputError, Resources, SweepSpec
 
 Unit = tuple[TrialSpec, ...]
 
@@ -254,6 +254,15 @@ def make_plan(
     else:
         units = group_units(todo, group_size)
     return Plan(trials=tuple(trials), units=tuple(units))
+
+
+def tasks_that_fit(resources: Resources, *, cpus: float, gpus: float = 0.0) -> int:
+    """How many tasks asking for `resources` one node of `cpus` CPUs and `gpus` GPUs runs at
+    once (0 where not even one fits)."""
+    fit = cpus / resources.cpus_per_trial
+    if resources.gpus_per_trial > 0:
+        fit = min(fit, gpus / resources.gpus_per_trial)
+    return math.floor(fit + 1e-9)  # 1 / 0.1 is 9.999999999999998
 
 
 def machine_cpus() -> int:

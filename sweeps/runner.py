@@ -48,6 +48,7 @@ from sweeps.plan import (
     estimate_units,
     machine_cpus,
     make_plan,
+    tasks_that_fit,
 )
 from sweeps.progress import read_board, report_to, start_board
 from sweeps.spec import InputError, Resources, SweepSpec
@@ -569,12 +570,10 @@ def _alive_nodes() -> list[dict[str, float]]:
 
 def _capacity(resources: Resources) -> int:
     """Tasks the cluster can run at once, node by node (at least 1)."""
-    total = 0
-    for node in _alive_nodes():
-        fit = node.get("CPU", 0.0) / resources.cpus_per_trial
-        if resources.gpus_per_trial > 0:
-            fit = min(fit, node.get("GPU", 0.0) / resources.gpus_per_trial)
-        total += math.floor(fit + 1e-9)
+    total = sum(
+        tasks_that_fit(resources, cpus=node.get("CPU", 0.0), gpus=node.get("GPU", 0.0))
+        for node in _alive_nodes()
+    )
     return max(1, total)
 
 
