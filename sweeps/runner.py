@@ -297,11 +297,11 @@ def _run_plan(
     with ray_session(address, spec.resources) as cluster:
         capacity = _capacity(spec.resources)
         cap = max_in_flight or spec.resources.max_in_flight or 2 * capacity
+        slots = min(capacity, cap)  # tasks running at once
         if group_size is None:  # balanced over the task slots: known once the cluster is
-            slots = min(capacity, cap)
             plan = make_plan(spec, complete=complete, group_size=None, capacity=slots)
         if not quiet:
-            print(_plan_line(spec, plan, min(capacity, cap)), file=stream, flush=True)
+            print(_plan_line(spec, plan, slots), file=stream, flush=True)
         store = ResultsStore.open(
             folder,
             spec,
