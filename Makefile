@@ -34,6 +34,7 @@ demo: setup
 # Benchmarks (not tests): figures land in benchmarks/results/ with the command that made them.
 bench: setup
 	$(BIN)/python -m benchmarks.bench_speed
+	$(BIN)/python -m benchmarks.bench_compile
 	$(BIN)/python -m benchmarks.bench_plans --rounds 4
 	$(BIN)/python -m benchmarks.bench_plans --spec sweeps/specs/demo.yaml --rounds 3
 	$(BIN)/python -m benchmarks.bench_scheduling

@@ -349,18 +349,34 @@ def _gradient_step(
     max_a' Q_target(s', a'), loss L_k = mean_b loss(Q_k(s, a) - y), one Adam step on L_k's
     gradient. Here all K agents take it at once (see `targets.td_loss` for the summed loss whose
     gradient this is), with the gradient worked out by hand (`Backprop`)."""
-    online = backprop.net
+    loss, q_taken = td_gradients(backprop, target, buffer, u, config)
+    if config.max_grad_norm is not None:
+        clip_grad_norm_per_agent(list(backprop.net.parameters()), config.max_grad_norm)
+    optimizer.step()
+    return loss, q_taken
+
+
+def td_gradients(
+    backprop: Backprop,
+    target: QNetwork,
+    buffer: ReplayBuffer,
+    u: torch.Tensor,
+    config: AgentConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient step up to the update: sample a batch with the replay uniforms `u`
+    (K, batch), compute the TD targets, and write every agent's loss gradient into the online
+    network's `.grad`. Returns the loss and Q(s, a) of each sampled transition, both (K, batch).
+
+    Apart from the update so that `benchmarks.bench_compile` can hand exactly this to
+    `torch.compile`, which cannot trace the fused Adam kernel."""
     batch = buffer.sample(u)
-    y = td_target(batch, online, target, gamma=config.gamma, double=config.double)
+    y = td_target(batch, backprop.net, target, gamma=config.gamma, double=config.double)
     q = backprop.forward(batch.obs)  # (K, batch, n_actions)
     taken = batch.actions.unsqueeze(-1)
     q_taken = q.gather(-1, taken).squeeze(-1)  # (K, batch)
     loss, grad_taken = td_loss_gradient(q_taken, y, config.loss)
     # The loss sees only Q(s, a): its gradient is zero at the actions not taken.
     backprop.backward(torch.zeros_like(q).scatter_(-1, taken, grad_taken.unsqueeze(-1)))
-    if config.max_grad_norm is not None:
-        clip_grad_norm_per_agent(list(online.parameters()), config.max_grad_norm)
-    optimizer.step()
     return loss, q_taken
 
 
