@@ -13,11 +13,12 @@ step four ways:
 4. autograd, compiled: that forward and loss compiled (the backward with them, by AOTAutograd).
 
 The four run in turn, round after round, so that the machine's drift falls on all alike; each
-variant's figure is the median of its rounds. Also recorded: each compiled function's compile
-time (its first call, with the compiler's caches off, as on a fresh machine), the env steps
-after which that time is paid back (one gradient step per env step, as in the reference
-sweep), and whether each variant's gradients equal the project's bit for bit from the same
-weights and batch.
+variant's figure is the median of its rounds. Also recorded: whether each variant's gradients
+equal the project's bit for bit from the same weights and batch; and the first call of each
+compiled step in a fresh process, as a task starts (loading the compiler, compiling), both cold
+and with the compiler's on-disk cache already holding the step (an earlier task on the machine
+compiled it), with the env steps after which each is paid back (one gradient step per env step,
+as in the reference sweep).
 
     .venv/bin/python -m benchmarks.bench_compile
     .venv/bin/python -m benchmarks.bench_compile --device cuda --mode reduce-overhead
@@ -32,9 +33,12 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,13 +151,10 @@ def measure(
 ) -> dict[str, Any]:
     """Every variant on one network: gradients compared, compile time, ms per step by round."""
     groups = {variant: make_group(sizes, n_agents, device) for variant in VARIANTS}
-    steps, grads, first_call_s = {}, {}, {}
+    steps, grads = {}, {}
     for variant, group in groups.items():
         gradient, optimizer = gradient_function(variant, group, mode), group.optimizer
-        start = time.perf_counter()
         gradient()  # from the same weights and batch in every variant; compiles if compiled
-        _sync(group)
-        first_call_s[variant] = time.perf_counter() - start
         grads[variant] = optimizer.grad.detach().clone()
         steps[variant] = _then_update(gradient, optimizer)
         for _ in range(20):  # warm-up
@@ -181,11 +182,48 @@ def measure(
             "median_ms": statistics.median(ms[variant]),
             "ratio_to_project": _median_ratio(ms[variant], ms["project"]),
             "ratio_to_uncompiled": _median_ratio(ms[variant], ms[uncompiled]),
-            "first_call_s": first_call_s[variant],
             "gradients_equal_project": bool(torch.equal(grads[variant], reference)),
             "max_abs_gradient_difference": difference,
         }
+        if variant.endswith("compiled"):  # in fresh processes, after the timed rounds
+            rows[variant].update(first_calls(variant, sizes, n_agents, device, mode))
     return {"network": size_text(sizes), "n_agents": n_agents, "variants": rows}
+
+
+def first_calls(
+    variant: str, sizes: tuple[int, ...], n_agents: int, device: str, mode: str
+) -> dict[str, float]:
+    """Seconds the first call of compiled `variant` takes in a fresh process, as in a new task:
+    with the compiler's caches off ("cold"), and with its on-disk cache holding the step
+    ("warm": one process fills a new cache, a second is timed)."""
+    command = [
+        *(sys.executable, "-m", "benchmarks.bench_compile", "--first-call", variant),
+        *("--networks", "x".join(map(str, sizes)), "--seeds", str(n_agents)),
+        *("--device", device, "--mode", mode),
+    ]
+
+    def timed(env: dict[str, str]) -> float:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        seconds: float = json.loads(done.stdout.splitlines()[-1])["first_call_s"]
+        return seconds
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        cold = timed({**env, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"})
+        timed(env)  # fills the cache
+        return {"first_call_cold_s": cold, "first_call_warm_s": timed(env)}
+
+
+def first_call(
+    variant: str, sizes: tuple[int, ...], n_agents: int, device: str, mode: str
+) -> float:
+    """Seconds of this process's first gradient by compiled `variant` (see `first_calls`)."""
+    group = make_group(sizes, n_agents, device)
+    gradient = gradient_function(variant, group, mode)
+    start = time.perf_counter()
+    gradient()
+    _sync(group)
+    return time.perf_counter() - start
 
 
 def _median_ratio(times: list[float], reference: list[float]) -> float:
@@ -211,39 +249,44 @@ def markdown(record: dict[str, Any]) -> str:
         f"{record['rounds']} interleaved rounds of about {record['seconds']} s per variant.",
         "",
         "| network | variant | ms per gradient step (median) | time vs project (median of "
-        "per-round ratios) | first call s "
-        "| pays back after | gradients equal the project's |",
+        "per-round ratios) | first call s, cold / warm cache | pays back after, cold / warm "
+        "| gradients equal the project's |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for result in record["results"]:
         rows = result["variants"]
         for variant in VARIANTS:
             row = rows[variant]
-            pays = "-"
+            first, pays = "-", "-"
             if variant.endswith("compiled"):
+                cold, warm = row["first_call_cold_s"], row["first_call_warm_s"]
                 uncompiled = rows[variant.removesuffix(", compiled")]["median_ms"]
-                steps = break_even_steps(
-                    uncompiled, row["ratio_to_uncompiled"], row["first_call_s"]
+                first = f"{cold:.1f} / {warm:.1f}"
+                pays = " / ".join(
+                    _steps_text(break_even_steps(uncompiled, row["ratio_to_uncompiled"], s))
+                    for s in (cold, warm)
                 )
-                pays = "never" if steps is None else f"{steps:,.0f} env steps"
             difference = row["max_abs_gradient_difference"]
             equal = "yes" if row["gradients_equal_project"] else f"no (by {difference:.1e})"
             lines.append(
                 f"| {result['network']} | {variant} | {row['median_ms']:.3f} "
-                f"| {row['ratio_to_project']:.2f}x | {row['first_call_s']:.1f} "
-                f"| {pays} | {equal} |"
+                f"| {row['ratio_to_project']:.2f}x | {first} | {pays} | {equal} |"
             )
     lines += [
         "",
-        "'first call s': mostly compiling, with the compiler's caches off; the variants run "
-        "in the order listed, and the first compile of the process also loads the compiler. "
-        "'pays back after': that time over the time the compiled step saves per step against "
-        "the same step uncompiled (the median per-round ratio of their times), one gradient step "
-        "per env step. A trial of the reference sweep takes 50,000 env steps, and every task "
-        "compiles anew.",
+        "'first call s': a fresh process's first gradient step, as in a new task: loading the "
+        "compiler and compiling, with its caches off (cold) or with its on-disk cache already "
+        "holding this step (warm: an earlier task on the machine compiled it). 'pays back "
+        "after': that time over the time the compiled step saves per step against the same "
+        "step uncompiled (the median per-round ratio of their times), one gradient step per env "
+        "step. A trial of the reference sweep takes 50,000 env steps.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _steps_text(steps: float | None) -> str:
+    return "never" if steps is None else f"{steps:,.0f} env steps"
 
 
 def main() -> None:
@@ -255,12 +298,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--mode", default="default", help="torch.compile's mode")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--first-call", metavar="VARIANT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as in a trial: one core
     torch.set_flush_denormal(True)  # as the trainer does (`training.flush_denormals`)
-    # Compile cold, as the first task on a fresh machine does: the compiler's caches on disk
-    # would otherwise serve a later network, or a later run, what an earlier one compiled.
-    torch._inductor.config.force_disable_caches = True
+    if args.first_call:  # the fresh process of `first_calls`
+        sizes = tuple(int(width) for width in args.networks.split("x"))
+        seconds = first_call(args.first_call, sizes, args.seeds, args.device, args.mode)
+        print(json.dumps({"first_call_s": seconds}))
+        return
     record: dict[str, Any] = {
         "host": platform.node(),
         "torch": torch.__version__,
