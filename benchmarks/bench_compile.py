@@ -312,7 +312,7 @@ def main() -> None:
         "torch": torch.__version__,
         "device": args.device,
         "mode": args.mode,
-        "command": "python -m benchmarks.bench_compile " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m benchmarks.bench_compile", *sys.argv[1:]]),
         "n_agents": args.seeds,
         "rounds": args.rounds,
         "seconds": args.seconds,
