@@ -7,18 +7,17 @@ on paper, the backward pass (`dqn_agent.backprop`), one call of the fused Adam k
 step four ways:
 
 1. project: the step as the trainer takes it (`training.td_gradients`, then Adam);
-2. project, compiled: `td_gradients` given to `torch.compile`, Adam as before (the compiler
-   cannot trace the fused Adam kernel, which is one call anyway);
+2. project, compiled: `td_gradients` given to `torch.compile`, Adam as before (torch 2.13's
+   compiler fails on the fused Adam kernel, which is one call anyway);
 3. autograd: the textbook step, the network's forward, `targets.td_loss`, `loss.backward()`;
 4. autograd, compiled: that forward and loss compiled (the backward with them, by AOTAutograd).
 
-The four run in turn, round after round, so that the machine's drift falls on all alike; each
-variant's figure is the median of its rounds. Also recorded: whether each variant's gradients
-equal the project's bit for bit from the same weights and batch; and the first call of each
-compiled step in a fresh process, as a task starts (loading the compiler, compiling), both cold
-and with the compiler's on-disk cache already holding the step (an earlier task on the machine
-compiled it), with the env steps after which each is paid back (one gradient step per env step,
-as in the reference sweep).
+The four run in turn, round after round, in an order that rotates, so that the machine's drift
+falls on all alike; each variant's figure is the median of its rounds. Also recorded: how far
+each variant's gradients are from the project's and from its own uncompiled version's, from the
+same weights and batch; and what compiling costs a task, in fresh processes (`compile_costs`),
+both cold and with the compiler's on-disk cache already holding the step, with the env steps
+after which each is paid back (one gradient step per env step, as in the reference sweep).
 
     .venv/bin/python -m benchmarks.bench_compile
     .venv/bin/python -m benchmarks.bench_compile --device cuda --mode reduce-overhead
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch._dynamo.utils
 
 from benchmarks.bench_speed import REFERENCE, size_text
 from dqn_agent.backprop import Backprop
@@ -56,13 +56,19 @@ from dqn_agent.optimizer import FlatAdam
 from dqn_agent.targets import td_loss, td_target
 from dqn_agent.training import td_gradients
 
-VARIANTS = ("project", "project, compiled", "autograd", "autograd, compiled")
+COMPILED = ", compiled"
+VARIANTS = ("project", "project" + COMPILED, "autograd", "autograd" + COMPILED)
 OBS_DIM, N_ACTIONS = 4, 2  # CartPole's
+
+
+def uncompiled(variant: str) -> str:
+    """The variant that `variant` compiles (itself, if it is not a compiled one)."""
+    return variant.removesuffix(COMPILED)
 
 
 @dataclass
 class Group:
-    """The training state of a group of agents, as the trainer builds it, with a full buffer."""
+    """The training state of a group of agents, as the trainer builds it."""
 
     config: AgentConfig
     online: QNetwork
@@ -72,31 +78,46 @@ class Group:
     buffer: ReplayBuffer
     uniforms: torch.Tensor
     """One batch's replay uniforms (K, batch), reused every step: timing needs no fresh draws."""
+    transitions: torch.Generator
+    """Draws the random transitions stored (the arithmetic does not depend on them)."""
+
+    def store(self, count: int) -> None:
+        """Add `count` random transitions per agent to the replay buffer."""
+        k, device, gen = self.uniforms.shape[0], self.uniforms.device, self.transitions
+        for _ in range(count):
+            self.buffer.add(
+                torch.randn(k, OBS_DIM, generator=gen).to(device),
+                torch.randint(N_ACTIONS, (k,), generator=gen).to(device),
+                torch.ones(k, device=device),
+                torch.randn(k, OBS_DIM, generator=gen).to(device),
+                (torch.rand(k, generator=gen) < 0.05).float().to(device),
+            )
 
 
-def make_group(sizes: tuple[int, ...], n_agents: int, device: str) -> Group:
+def make_group(
+    sizes: tuple[int, ...], n_agents: int, device: str, *, stored: int | None = None
+) -> Group:
     """A group of `n_agents` seeds of the reference configuration with hidden layers `sizes`,
-    its replay buffer filled with random transitions (the arithmetic does not depend on them)."""
+    with `stored` transitions per agent in its replay buffer (default: a full buffer)."""
     config = dataclasses.replace(REFERENCE, hidden_sizes=sizes)
     online = QNetwork(n_agents, OBS_DIM, N_ACTIONS, sizes)
     online.reset_parameters([torch.Generator().manual_seed(seed) for seed in range(n_agents)])
     online.to(device)
     target = copy.deepcopy(online)
     weights = flatten_parameters(online)
-    backprop = Backprop(online, config.batch_size)
-    optimizer = FlatAdam(weights, lr=config.lr)
-    buffer = ReplayBuffer(n_agents, config.buffer_size, OBS_DIM, device=device)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(config.buffer_size):
-        buffer.add(
-            torch.randn(n_agents, OBS_DIM, generator=gen).to(device),
-            torch.randint(N_ACTIONS, (n_agents,), generator=gen).to(device),
-            torch.ones(n_agents, device=device),
-            torch.randn(n_agents, OBS_DIM, generator=gen).to(device),
-            (torch.rand(n_agents, generator=gen) < 0.05).float().to(device),
-        )
-    uniforms = torch.rand(n_agents, config.batch_size, generator=gen).to(device)
-    return Group(config, online, target, backprop, optimizer, buffer, uniforms)
+    group = Group(
+        config=config,
+        online=online,
+        target=target,
+        backprop=Backprop(online, config.batch_size),
+        optimizer=FlatAdam(weights, lr=config.lr),
+        buffer=ReplayBuffer(n_agents, config.buffer_size, OBS_DIM, device=device),
+        uniforms=torch.rand(n_agents, config.batch_size, generator=gen).to(device),
+        transitions=gen,
+    )
+    group.store(config.buffer_size if stored is None else stored)
+    return group
 
 
 def autograd_loss(group: Group) -> torch.Tensor:
@@ -112,8 +133,8 @@ def autograd_loss(group: Group) -> torch.Tensor:
 def gradient_function(variant: str, group: Group, mode: str) -> Callable[[], None]:
     """A function that writes the group's loss gradient into `.grad`, the way `variant`
     computes it (compiled on its first call, for the compiled variants)."""
-    compiled = variant.endswith("compiled")
-    if variant.startswith("project"):
+    compiled = variant.endswith(COMPILED)
+    if uncompiled(variant) == "project":
         gradients = torch.compile(td_gradients, mode=mode) if compiled else td_gradients
 
         def by_hand() -> None:
@@ -149,7 +170,7 @@ def _sync(group: Group) -> None:
 def measure(
     sizes: tuple[int, ...], n_agents: int, rounds: int, seconds: float, device: str, mode: str
 ) -> dict[str, Any]:
-    """Every variant on one network: gradients compared, compile time, ms per step by round."""
+    """Every variant on one network: ms per step by round, gradients compared, compile costs."""
     groups = {variant: make_group(sizes, n_agents, device) for variant in VARIANTS}
     steps, grads = {}, {}
     for variant, group in groups.items():
@@ -162,9 +183,9 @@ def measure(
         _sync(group)
 
     ms: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    for _ in range(rounds):
-        for variant, step in steps.items():
-            n, start = 0, time.perf_counter()
+    for r in range(rounds):
+        for variant in VARIANTS[r % 4 :] + VARIANTS[: r % 4]:
+            step, n, start = steps[variant], 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
                 for _ in range(10):
                     step()
@@ -172,58 +193,93 @@ def measure(
                 n += 10
             ms[variant].append((time.perf_counter() - start) / n * 1e3)
 
-    reference = grads["project"]
+    def distance(variant: str, other: str) -> float:
+        return (grads[variant] - grads[other]).abs().max().item()
+
     rows = {}
     for variant in VARIANTS:
-        difference = (grads[variant] - reference).abs().max().item()
-        uncompiled = variant.removesuffix(", compiled")
         rows[variant] = {
             "ms_per_step": ms[variant],
             "median_ms": statistics.median(ms[variant]),
             "ratio_to_project": _median_ratio(ms[variant], ms["project"]),
-            "ratio_to_uncompiled": _median_ratio(ms[variant], ms[uncompiled]),
-            "gradients_equal_project": bool(torch.equal(grads[variant], reference)),
-            "max_abs_gradient_difference": difference,
+            "ratio_to_uncompiled": _median_ratio(ms[variant], ms[uncompiled(variant)]),
+            "gradients_equal_project": bool(torch.equal(grads[variant], grads["project"])),
+            "max_abs_gradient_difference": distance(variant, "project"),
+            "max_abs_difference_from_uncompiled": distance(variant, uncompiled(variant)),
         }
-        if variant.endswith("compiled"):  # in fresh processes, after the timed rounds
-            rows[variant].update(first_calls(variant, sizes, n_agents, device, mode))
-    return {"network": size_text(sizes), "n_agents": n_agents, "variants": rows}
+        if variant.endswith(COMPILED):  # in fresh processes, after the timed rounds
+            rows[variant].update(compile_costs(variant, sizes, n_agents, device, mode))
+    largest = grads["project"].abs().max().item()
+    return {
+        "network": size_text(sizes),
+        "n_agents": n_agents,
+        "max_abs_gradient": largest,
+        "variants": rows,
+    }
 
 
-def first_calls(
+def compile_costs(
     variant: str, sizes: tuple[int, ...], n_agents: int, device: str, mode: str
 ) -> dict[str, float]:
-    """Seconds the first call of compiled `variant` takes in a fresh process, as in a new task:
-    with the compiler's caches off ("cold"), and with its on-disk cache holding the step
-    ("warm": one process fills a new cache, a second is timed)."""
+    """What compiling `variant` costs a task, measured in fresh processes (`compile_cost_here`):
+    with the compiler's caches off ("cold"), and with its on-disk cache already holding the
+    step ("warm": one process fills a new cache, a second is timed)."""
     command = [
-        *(sys.executable, "-m", "benchmarks.bench_compile", "--first-call", variant),
-        *("--networks", "x".join(map(str, sizes)), "--seeds", str(n_agents)),
+        *(sys.executable, "-m", "benchmarks.bench_compile", "--compile-cost", variant),
+        *("--networks", size_text(sizes), "--seeds", str(n_agents)),
         *("--device", device, "--mode", mode),
     ]
 
-    def timed(env: dict[str, str]) -> float:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-        seconds: float = json.loads(done.stdout.splitlines()[-1])["first_call_s"]
-        return seconds
+    def run(env: dict[str, str]) -> dict[str, float]:
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+        cost: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+        return cost
 
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
-        cold = timed({**env, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"})
-        timed(env)  # fills the cache
-        return {"first_call_cold_s": cold, "first_call_warm_s": timed(env)}
+        cold = run({**env, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"})
+        run(env)  # fills the cache
+        warm = run(env)
+    return {
+        "compile_cold_s": cold["seconds"],
+        "compile_warm_s": warm["seconds"],
+        "graphs": cold["graphs"],
+        "graph_breaks": cold["graph_breaks"],
+    }
 
 
-def first_call(
+def compile_cost_here(
     variant: str, sizes: tuple[int, ...], n_agents: int, device: str, mode: str
-) -> float:
-    """Seconds of this process's first gradient by compiled `variant` (see `first_calls`)."""
-    group = make_group(sizes, n_agents, device)
-    gradient = gradient_function(variant, group, mode)
+) -> dict[str, float]:
+    """In this process, fresh as a task's: the seconds compiled `variant` spends compiling,
+    and the graphs and graph breaks it compiled.
+
+    A task starts learning with `learning_starts` transitions stored, and the replay sampling
+    reads how many there are, so the compiler sees the step with 64 stored, again with a
+    number that changes (it recompiles for that), and once more when the buffer is full. Timed:
+    from asking for the compiled function (which loads the compiler) through the first three
+    gradients as the buffer grows by one each time, and the first with the buffer full. Each
+    call's own arithmetic, a millisecond or so, is counted too."""
+    group = make_group(sizes, n_agents, device, stored=REFERENCE.learning_starts)
     start = time.perf_counter()
-    gradient()
-    _sync(group)
-    return time.perf_counter() - start
+    gradient = gradient_function(variant, group, mode)
+    seconds = time.perf_counter() - start
+    for call in range(4):
+        if call == 3:
+            group.store(group.config.buffer_size - len(group.buffer))  # now full
+        start = time.perf_counter()
+        gradient()
+        _sync(group)
+        seconds += time.perf_counter() - start
+        group.store(1)
+    counters = torch._dynamo.utils.counters
+    return {
+        "seconds": seconds,
+        "graphs": counters["stats"]["unique_graphs"],
+        "graph_breaks": sum(counters["graph_break"].values()),
+    }
 
 
 def _median_ratio(times: list[float], reference: list[float]) -> float:
@@ -241,6 +297,7 @@ def break_even_steps(uncompiled_ms: float, ratio: float, compile_s: float) -> fl
 
 
 def markdown(record: dict[str, Any]) -> str:
+    """The record as a Markdown table, one row per network and variant, with its legend."""
     lines = [
         "# torch.compile against the hand-written gradient step",
         "",
@@ -249,44 +306,55 @@ def markdown(record: dict[str, Any]) -> str:
         f"{record['rounds']} interleaved rounds of about {record['seconds']} s per variant.",
         "",
         "| network | variant | ms per gradient step (median) | time vs project (median of "
-        "per-round ratios) | first call s, cold / warm cache | pays back after, cold / warm "
-        "| gradients equal the project's |",
+        "per-round ratios; range) | compile s, cold / warm cache (graphs, breaks) | pays back "
+        "after, env steps, cold / warm | largest gradient difference from the project's; from "
+        "uncompiled |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for result in record["results"]:
         rows = result["variants"]
         for variant in VARIANTS:
             row = rows[variant]
-            first, pays = "-", "-"
-            if variant.endswith("compiled"):
-                cold, warm = row["first_call_cold_s"], row["first_call_warm_s"]
-                uncompiled = rows[variant.removesuffix(", compiled")]["median_ms"]
-                first = f"{cold:.1f} / {warm:.1f}"
+            project_ms = rows["project"]["ms_per_step"]
+            ratios = [m / p for m, p in zip(row["ms_per_step"], project_ms, strict=True)]
+            cost, pays, difference = "-", "-", f"{row['max_abs_gradient_difference']:.1e}"
+            if variant.endswith(COMPILED):
+                cold, warm = row["compile_cold_s"], row["compile_warm_s"]
+                cost = f"{cold:.1f} / {warm:.1f} ({row['graphs']}, {row['graph_breaks']})"
+                base = rows[uncompiled(variant)]["median_ms"]
                 pays = " / ".join(
-                    _steps_text(break_even_steps(uncompiled, row["ratio_to_uncompiled"], s))
-                    for s in (cold, warm)
+                    _steps_text(break_even_steps(base, row["ratio_to_uncompiled"], seconds))
+                    for seconds in (cold, warm)
                 )
-            difference = row["max_abs_gradient_difference"]
-            equal = "yes" if row["gradients_equal_project"] else f"no (by {difference:.1e})"
+                difference += f"; {row['max_abs_difference_from_uncompiled']:.1e}"
             lines.append(
                 f"| {result['network']} | {variant} | {row['median_ms']:.3f} "
-                f"| {row['ratio_to_project']:.2f}x | {first} | {pays} | {equal} |"
+                f"| {row['ratio_to_project']:.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
+                f"| {cost} | {pays} | {difference} |"
             )
+    largest = ", ".join(f"{r['network']} {r['max_abs_gradient']:.2f}" for r in record["results"])
     lines += [
         "",
-        "'first call s': a fresh process's first gradient step, as in a new task: loading the "
-        "compiler and compiling, with its caches off (cold) or with its on-disk cache already "
-        "holding this step (warm: an earlier task on the machine compiled it). 'pays back "
-        "after': that time over the time the compiled step saves per step against the same "
-        "step uncompiled (the median per-round ratio of their times), one gradient step per env "
-        "step. A trial of the reference sweep takes 50,000 env steps.",
+        "'compile s': what compiling costs a task, in a fresh process: loading the compiler and "
+        "compiling the step for a replay buffer with 64 transitions, for one whose size varies, "
+        "and for a full one, with the compiler's caches off (cold) or with its on-disk cache "
+        "already holding the step (warm: the same step compiled earlier on the machine); "
+        "graphs compiled and graph breaks, cold. 'pays back after': that time over the time "
+        "the compiled step saves per step against the same step uncompiled (the median "
+        "per-round ratio of their times), one gradient step per env step. A trial of the "
+        f"reference sweep takes 50,000 env steps. Largest gradient element: {largest}.",
         "",
     ]
     return "\n".join(lines)
 
 
 def _steps_text(steps: float | None) -> str:
-    return "never" if steps is None else f"{steps:,.0f} env steps"
+    return "never" if steps is None else f"{round(steps, -3):,.0f}"
+
+
+def parse_sizes(network: str) -> tuple[int, ...]:
+    """Hidden sizes from their text, as `size_text` writes them: '64x64' -> (64, 64)."""
+    return tuple(int(width) for width in network.split("x"))
 
 
 def main() -> None:
@@ -298,14 +366,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--mode", default="default", help="torch.compile's mode")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--first-call", metavar="VARIANT", help=argparse.SUPPRESS)
+    parser.add_argument("--compile-cost", metavar="VARIANT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as in a trial: one core
     torch.set_flush_denormal(True)  # as the trainer does (`training.flush_denormals`)
-    if args.first_call:  # the fresh process of `first_calls`
-        sizes = tuple(int(width) for width in args.networks.split("x"))
-        seconds = first_call(args.first_call, sizes, args.seeds, args.device, args.mode)
-        print(json.dumps({"first_call_s": seconds}))
+    if args.compile_cost:  # the fresh process of `compile_costs`
+        sizes = parse_sizes(args.networks)
+        cost = compile_cost_here(args.compile_cost, sizes, args.seeds, args.device, args.mode)
+        print(json.dumps(cost))
         return
     record: dict[str, Any] = {
         "host": platform.node(),
@@ -319,7 +387,7 @@ def main() -> None:
         "results": [],
     }
     for network in args.networks.split(","):
-        sizes = tuple(int(width) for width in network.split("x"))
+        sizes = parse_sizes(network)
         result = measure(sizes, args.seeds, args.rounds, args.seconds, args.device, args.mode)
         print(json.dumps(result), flush=True)
         record["results"].append(result)

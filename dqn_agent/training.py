@@ -367,8 +367,8 @@ def td_gradients(
     (K, batch), compute the TD targets, and write every agent's loss gradient into the online
     network's `.grad`. Returns the loss and Q(s, a) of each sampled transition, both (K, batch).
 
-    Apart from the update so that `benchmarks.bench_compile` can hand exactly this to
-    `torch.compile`, which cannot trace the fused Adam kernel."""
+    Kept apart from the update so that `benchmarks.bench_compile` can compile exactly this:
+    torch 2.13's compiler fails on the fused Adam kernel."""
     batch = buffer.sample(u)
     y = td_target(batch, backprop.net, target, gamma=config.gamma, double=config.double)
     q = backprop.forward(batch.obs)  # (K, batch, n_actions)
