@@ -47,6 +47,7 @@ from typing import Any
 import torch
 import torch._dynamo.utils
 
+from benchmarks import records
 from benchmarks.bench_speed import REFERENCE, size_text
 from dqn_agent.backprop import Backprop
 from dqn_agent.buffer import ReplayBuffer
@@ -391,9 +392,7 @@ def main() -> None:
         result = measure(sizes, args.seeds, args.rounds, args.seconds, args.device, args.mode)
         print(json.dumps(result), flush=True)
         record["results"].append(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compile.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / "compile.md").write_text(markdown(record))
+    records.save(args.out, "compile", record, markdown(record))
     print(markdown(record))
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from benchmarks import records
 from benchmarks.bench_speed import SIZES, group_specs, reference_spec, size_text
 from dqn_agent import TrialSpec, train_group
 
@@ -176,9 +177,7 @@ def main() -> None:
         print(f"ray: {record['reference_ray'].get('wall_s', 'failed')} s", flush=True)
     ks = [int(k) for k in args.ks.split(",")]
     record["seed_scaling"] = seed_scaling(ks, args.steps, args.device)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / "gpu.md").write_text(markdown(record))
+    records.save(args.out, "gpu", record, markdown(record))
     print(markdown(record))
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import yaml
 
+from benchmarks import records
 from benchmarks.bench_speed import reference_spec, size_text, unit_rate
 from sweeps import plan
 from sweeps.plan import Unit, flop_per_agent_step, make_plan, makespan, unit_cost
@@ -162,10 +163,8 @@ def main() -> None:
         entry["median_wall_s"] = statistics.median(run["wall_s"] for run in entry["runs"])
     all_runs = [run for entry in record["groupings"].values() for run in entry["runs"]]
     record["fit"] = fit_constants(all_runs, model_flop(next(iter(layouts.values()))))
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "plans" if args.spec is None else f"plans_{spec.name}"
-    (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(record))
+    records.save(args.out, stem, record, markdown(record))
     print(markdown(record))
 
 

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks import records
 from dqn_agent import AgentConfig, Budget, TrialSpec, train_group
 from sweeps.plan import Unit, flop_per_agent_step, make_plan
 from sweeps.spec import load_spec, parse_spec
@@ -407,9 +408,7 @@ def main() -> None:
     record["scaling_64x64"] = {k: group_rate((64, 64), k, args.scaling_steps) for k in ks}
 
     record["summary"] = summarize(record)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / "speed.md").write_text(markdown(record))
+    records.save(args.out, "speed", record, markdown(record))
     print(markdown(record))
 
 
