@@ -273,11 +273,8 @@ def machine_cpus() -> int:
 
 
 class Estimate(NamedTuple):
-    """What the planner's cost model expects a sweep's training to cost, `slots` tasks at a time
-    on `cpus` CPU cores."""
+    """What the planner's cost model expects a sweep's training to cost."""
 
-    slots: int
-    cpus: float
     units: tuple[int, ...]
     """Seeds in each task of the plan, in the order they are submitted."""
     wall_s: float
@@ -310,8 +307,6 @@ def estimate_units(
         return None
     core_s = sum(map(unit_cost, units)) * steps
     return Estimate(
-        slots=slots,
-        cpus=cpus,
         units=tuple(len(unit) for unit in units),
         wall_s=max(makespan(units, slots) * steps, core_s / cpus),
         core_s=core_s,
