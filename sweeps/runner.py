@@ -295,13 +295,15 @@ def _run_plan(
 ) -> tuple[list[TrialOutcome], bool]:
     """Start or join Ray, open the results folder and run the plan's units; see `run_sweep`."""
     with ray_session(address, spec.resources) as cluster:
-        capacity = _capacity(spec.resources)
+        nodes = _alive_nodes()
+        capacity = _capacity(spec.resources, nodes)
         cap = max_in_flight or spec.resources.max_in_flight or 2 * capacity
         slots = min(capacity, cap)  # tasks running at once
         if group_size is None:  # balanced over the task slots: known once the cluster is
             plan = make_plan(spec, complete=complete, group_size=None, capacity=slots)
         if not quiet:
-            print(_plan_line(spec, plan, slots), file=stream, flush=True)
+            cpus = sum(node.get("CPU", 0.0) for node in nodes)
+            print(_plan_line(spec, plan, slots, cpus), file=stream, flush=True)
         store = ResultsStore.open(
             folder,
             spec,
@@ -344,11 +346,10 @@ def _run_plan(
     return outcomes, interrupted
 
 
-def _plan_line(spec: SweepSpec, plan: Plan, slots: int) -> str:
-    """The tasks of the run, `slots` at a time, and the planner's estimate of their training
-    time where it has one."""
+def _plan_line(spec: SweepSpec, plan: Plan, slots: int, cpus: float) -> str:
+    """The tasks of the run, `slots` at a time on a cluster of `cpus` CPUs, and the planner's
+    estimate of their training time where it has one."""
     line = f"{describe_tasks([len(unit) for unit in plan.units])}, {slots} at a time"
-    cpus = sum(node.get("CPU", 0.0) for node in _alive_nodes())
     guess = estimate_units(spec, plan.units, cpus=cpus, slots=slots) if cpus > 0 else None
     if guess is None:
         return line
@@ -568,11 +569,11 @@ def _alive_nodes() -> list[dict[str, float]]:
     return [dict(node["Resources"]) for node in nodes if node.get("Alive")]
 
 
-def _capacity(resources: Resources) -> int:
-    """Tasks the cluster can run at once, node by node (at least 1)."""
+def _capacity(resources: Resources, nodes: Sequence[dict[str, float]]) -> int:
+    """Tasks a cluster of `nodes` (their resources) can run at once, node by node (at least 1)."""
     total = sum(
         tasks_that_fit(resources, cpus=node.get("CPU", 0.0), gpus=node.get("GPU", 0.0))
-        for node in _alive_nodes()
+        for node in nodes
     )
     return max(1, total)
 
