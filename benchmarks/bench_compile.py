@@ -6,9 +6,9 @@ on paper, the backward pass (`dqn_agent.backprop`), one call of the fused Adam k
 (`dqn_agent.optimizer`). For a group of seeds of each network, this benchmark times one gradient
 step four ways:
 
-1. project: the step as the trainer takes it (`training.td_gradients`, then Adam);
-2. project, compiled: `td_gradients` given to `torch.compile`, Adam as before (torch 2.13's
-   compiler fails on the fused Adam kernel, which is one call anyway);
+1. project: the step as the fused learner takes it (`fused.td_gradients`, then Adam);
+2. project, compiled: sampling and `td_gradients` given to `torch.compile`, Adam as before
+   (torch 2.13's compiler fails on the fused Adam kernel, which is one call anyway);
 3. autograd: the textbook step, the network's forward, `targets.td_loss`, `loss.backward()`;
 4. autograd, compiled: that forward and loss compiled (the backward with them, by AOTAutograd).
 
@@ -52,12 +52,21 @@ from benchmarks.bench_speed import REFERENCE, size_text
 from dqn_agent.backprop import Backprop
 from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.config import AgentConfig
+from dqn_agent.fused import td_gradients
 from dqn_agent.networks import QNetwork, flatten_parameters
 from dqn_agent.optimizer import FlatAdam
 from dqn_agent.targets import td_loss, td_target
-from dqn_agent.training import td_gradients
 
 COMPILED = ", compiled"
+
+
+def sampled_gradients(
+    backprop: Backprop, target: QNetwork, buffer: ReplayBuffer, u: torch.Tensor, config: AgentConfig
+) -> Any:
+    """The fused learner's step up to Adam, from the replay uniforms `u` (K, batch) on."""
+    return td_gradients(backprop, target, buffer.sample(u), config)
+
+
 VARIANTS = ("project", "project" + COMPILED, "autograd", "autograd" + COMPILED)
 OBS_DIM, N_ACTIONS = 4, 2  # CartPole's
 
@@ -136,7 +145,7 @@ def gradient_function(variant: str, group: Group, mode: str) -> Callable[[], Non
     computes it (compiled on its first call, for the compiled variants)."""
     compiled = variant.endswith(COMPILED)
     if uncompiled(variant) == "project":
-        gradients = torch.compile(td_gradients, mode=mode) if compiled else td_gradients
+        gradients = torch.compile(sampled_gradients, mode=mode) if compiled else sampled_gradients
 
         def by_hand() -> None:
             gradients(group.backprop, group.target, group.buffer, group.uniforms, group.config)

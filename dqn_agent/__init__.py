@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from dqn_agent.config import (
+    ADDED_SETTINGS,
     PRESETS,
     AgentConfig,
     Budget,
@@ -47,6 +48,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ADDED_SETTINGS",
     "PRESETS",
     "AgentConfig",
     "Budget",

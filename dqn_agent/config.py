@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 LossName = Literal["mse", "huber"]
+NetworkName = Literal["mlp"]
+NETWORKS: tuple[NetworkName, ...] = ("mlp",)
+"""The Q-network families a config can name."""
 ScheduleName = Literal["exponential", "linear"]
 
 
@@ -26,6 +29,8 @@ def _fail(name: str, value: object, allowed: str) -> ValueError:
 class AgentConfig:
     """Hyperparameters of one DQN agent. The defaults solve CartPole-v1 within 50,000 steps."""
 
+    network: NetworkName = "mlp"
+    """Q-network family: 'mlp' (fully connected layers of `hidden_sizes`, ReLU between)."""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Widths of the Q-network's hidden layers, input side first (e.g. (64, 64))."""
     lr: float = 2.3e-3
@@ -68,6 +73,8 @@ class AgentConfig:
     """Clip each gradient step's global norm to this value; None turns clipping off."""
 
     def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise _fail("network", self.network, " or ".join(repr(n) for n in NETWORKS))
         sizes = tuple(self.hidden_sizes)
         object.__setattr__(self, "hidden_sizes", sizes)
         if not sizes or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in sizes):
@@ -114,6 +121,21 @@ class AgentConfig:
         values = dataclasses.asdict(self)
         values["hidden_sizes"] = list(self.hidden_sizes)
         return values
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that name a trial: `to_dict`, less each setting added after the first
+        release while it keeps the default that its absence meant (see `ADDED_SETTINGS`)."""
+        values = self.to_dict()
+        for name, default in ADDED_SETTINGS.items():
+            if values[name] == default:
+                del values[name]
+        return values
+
+
+ADDED_SETTINGS: dict[str, Any] = {"network": "mlp"}
+"""Agent settings added after trial ids were first published, with the value that a spec or a
+results folder written before them means. A trial's id hashes such a setting only where it
+differs from that value, so existing specs keep their trial ids."""
 
 
 def _check_range(
@@ -210,7 +232,7 @@ class TrialSpec:
         """The content that defines the trial (and so its id): everything but device and label."""
         return {
             "env_id": self.env_id,
-            "agent": self.agent.to_dict(),
+            "agent": self.agent.identity(),
             "seed": self.seed,
             "budget": dataclasses.asdict(self.budget),
             "eval": dataclasses.asdict(self.eval),

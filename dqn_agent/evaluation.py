@@ -16,13 +16,14 @@ from dqn_agent.networks import HostQNetwork, QNetwork
 from dqn_agent.placement import numpy_for
 from dqn_agent.vector_env import MAX_EPISODE_STEPS, TorchCartPole, VectorEnv, step_cartpole
 
-Evaluator = Callable[[QNetwork], list[tuple[float, float]]]
-"""Takes the online network, returns (mean, std) of each agent's evaluation returns."""
+Greedy = Callable[[torch.Tensor], torch.Tensor]
+"""argmax_a Q(s, a) of each agent's observations: (K, n, obs_dim) -> (K, n)."""
+
+Evaluator = Callable[[Greedy], list[tuple[float, float]]]
+"""Takes the agents' greedy policy, returns (mean, std) of each agent's evaluation returns."""
 
 
-def greedy_policy(
-    online: QNetwork, *, numpy: bool | None = None
-) -> Callable[[torch.Tensor], torch.Tensor]:
+def greedy_policy(online: QNetwork, *, numpy: bool | None = None) -> Greedy:
     """argmax_a Q(s, a) of each observation (K, n, obs_dim) -> (K, n). By default, on a CPU the
     network is evaluated by numpy, whose calls cost less for these few observations (see
     `HostQNetwork`), and on a GPU by torch; `numpy` forces one or the other."""
@@ -56,7 +57,7 @@ class TorchCartPoleEvaluator:
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.episodes, self.device = episodes, device
 
-    def __call__(self, online: QNetwork) -> list[tuple[float, float]]:
+    def __call__(self, greedy: Greedy) -> list[tuple[float, float]]:
         starts = [
             torch.rand(self.episodes, 4, generator=g, dtype=torch.float64) * 0.1 - 0.05
             for g in self.generators
@@ -66,7 +67,6 @@ class TorchCartPoleEvaluator:
         # would be stored as 9.666666984558105, not 9.666666666666666.
         returns = torch.zeros(state.shape[:2], dtype=torch.float64, device=self.device)
         running = torch.ones(state.shape[:2], dtype=torch.bool, device=self.device)
-        greedy = greedy_policy(online)
         for t in range(MAX_EPISODE_STEPS):
             actions = greedy(state.float())  # (K, episodes)
             state, fell = step_cartpole(state, actions)
@@ -74,9 +74,10 @@ class TorchCartPoleEvaluator:
             running &= ~fell
             if t % 50 == 49 and not bool(running.any()):
                 break
-        mean = returns.mean(dim=1).tolist()
-        std = returns.std(dim=1, unbiased=False).tolist()
-        return list(zip(mean, std, strict=True))
+        # Each agent's figures from its own row, by numpy on the host: a reduction over the
+        # rows of a (K, episodes) tensor may add them in another order for K = 1 than for
+        # several agents, and then a seed's std differed in its last bit with its group.
+        return [(float(r.mean()), float(r.std())) for r in returns.cpu().numpy()]
 
 
 class GymnasiumEvaluator:
@@ -93,7 +94,7 @@ class GymnasiumEvaluator:
         self.seeds: list[int | None] = list(seeds)
         self.device = device
 
-    def __call__(self, online: QNetwork) -> list[tuple[float, float]]:
+    def __call__(self, greedy: Greedy) -> list[tuple[float, float]]:
         n_agents, n_eps = len(self.envs), len(self.envs[0])
         obs = [
             [env.reset(seed=None if seed is None else seed + i)[0] for i, env in enumerate(copies)]
@@ -102,7 +103,6 @@ class GymnasiumEvaluator:
         self.seeds = [None] * n_agents
         returns = np.zeros((n_agents, n_eps))
         running = np.ones((n_agents, n_eps), dtype=bool)
-        greedy = greedy_policy(online)
         while running.any():
             x = torch.as_tensor(np.array(obs), dtype=torch.float32, device=self.device)
             actions = greedy(x).cpu().numpy()  # (K, episodes)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import nn
 
 from dqn_agent.buffer import Batch
 from dqn_agent.config import LossName
-from dqn_agent.networks import QNetwork
 
 
 def td_target(
-    batch: Batch, online: QNetwork, target: QNetwork, *, gamma: float, double: bool
+    batch: Batch, online: nn.Module, target: nn.Module, *, gamma: float, double: bool
 ) -> torch.Tensor:
     """r + gamma * (1 - terminated) * Q_target(s', a*), shape (K, batch).
 
@@ -49,9 +49,9 @@ def td_loss(
 
     The loss to minimise is the SUM over agents of their mean losses,
     L = sum_k mean_b loss(Q_k(s_b, a_b) - y_b), so each agent's gradient is exactly what it would
-    be if it trained alone. The trainer never builds this scalar: `td_loss_gradient` gives its
-    gradient with respect to Q(s, a) directly, for the hand-written backward pass. This function
-    is the reference that autograd differentiates in the tests.
+    be if it trained alone. `learner.ReferenceLearner.update` minimises it with autograd; the
+    fused learner never builds the scalar: `td_loss_gradient` gives its gradient with respect to
+    Q(s, a) directly, for the hand-written backward pass.
     """
     per_agent = elementwise_td_loss(q_taken, target, kind).mean(dim=1)  # (K,)
     return per_agent.sum(), per_agent.detach()
@@ -75,7 +75,7 @@ def td_loss_gradient(
         return loss, grad
 
 
-def update_target(online: QNetwork, target: QNetwork, *, tau: float) -> None:
+def update_target(online: nn.Module, target: nn.Module, *, tau: float) -> None:
     """Polyak update target <- tau * online + (1 - tau) * target; tau = 1 is a hard copy."""
     with torch.no_grad():
         for t, o in zip(target.parameters(), online.parameters(), strict=True):

@@ -9,32 +9,27 @@ so that K agents cost little more than one. A single trial is the group with K =
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
-from dqn_agent.backprop import Backprop
 from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.checkpoint import save_weights
-from dqn_agent.config import AgentConfig, TrialSpec, hidden_sizes_text
+from dqn_agent.config import TrialSpec, hidden_sizes_text
 from dqn_agent.evaluation import make_evaluator
-from dqn_agent.exploration import epsilon_at, epsilon_greedy
-from dqn_agent.networks import (
-    HostQNetwork,
-    QNetwork,
-    clip_grad_norm_per_agent,
-    flatten_parameters,
-)
-from dqn_agent.optimizer import FlatAdam
-from dqn_agent.placement import numpy_for
-from dqn_agent.targets import td_loss_gradient, td_target, update_target
+from dqn_agent.exploration import epsilon_at
+from dqn_agent.fused import FusedLearner
+from dqn_agent.learner import Learner, ReferenceLearner, UpdateStats
+from dqn_agent.networks import QNetwork
+from dqn_agent.stacked import NetworkFactory, StackedModule, init_seeds
 from dqn_agent.vector_env import make_vector_env
+
+LearnerName = Literal["auto", "fused", "reference"]
 
 
 class Progress(NamedTuple):
@@ -66,6 +61,8 @@ class TrialResult:
     """Final online-network weights, on the CPU, shaped for a network of one agent."""
     obs_dim: int
     n_actions: int
+    custom_network: bool = False
+    """Whether a `network` given to `train` built the Q-network (then `save` cannot rebuild it)."""
 
     @property
     def env_steps_per_s(self) -> float:
@@ -86,6 +83,12 @@ class TrialResult:
 
     def save(self, path: str) -> None:
         """Write the final weights with their config (see `dqn_agent.checkpoint.load`)."""
+        if self.custom_network:
+            raise ValueError(
+                "this trial's Q-network came from a custom `network`, which a weights file "
+                "cannot rebuild: save `result.state_dict` with torch.save and load it into "
+                "your module (each tensor has a seed axis of length 1 first)"
+            )
         save_weights(
             path,
             state_dict=self.state_dict,
@@ -156,9 +159,19 @@ class _Draws:
         return u
 
 
-def train(spec: TrialSpec, *, progress: ProgressCallback | None = None) -> TrialResult:
-    """Train one DQN agent as `spec` says and return its tables, figures and weights."""
-    return train_group([spec], progress=progress)[0]
+def train(
+    spec: TrialSpec,
+    *,
+    progress: ProgressCallback | None = None,
+    learner: LearnerName = "auto",
+    network: NetworkFactory | None = None,
+) -> TrialResult:
+    """Train one DQN agent as `spec` says and return its tables, figures and weights.
+
+    `network`, if given, builds the Q-network (see `dqn_agent.stacked`) in place of the one
+    `spec.agent.network` names; it trains through the reference learner. `learner`: 'auto'
+    (the fused learner where it applies, else the reference), 'fused' or 'reference'."""
+    return train_group([spec], progress=progress, learner=learner, network=network)[0]
 
 
 def train_group(
@@ -166,17 +179,29 @@ def train_group(
     *,
     progress: ProgressCallback | None = None,
     env_backend: str = "auto",
+    learner: LearnerName = "auto",
+    network: NetworkFactory | None = None,
 ) -> list[TrialResult]:
     """Train several seeds of one configuration at once; one result per spec, in order.
 
     The specs must differ only in seed (and label). A seed's results are the same whether it
     trains alone or in a group. Budgets in episodes need a group of one, since agents of a group
     finish their episodes at different steps. `env_backend`: 'auto' (batched torch CartPole for
-    CartPole-v1, gymnasium's vector env otherwise), 'gymnasium' or 'torch'.
+    CartPole-v1, gymnasium's vector env otherwise), 'gymnasium' or 'torch'. `learner` and
+    `network` as for `train`.
     """
     _check_group(specs)
+    if learner not in ("auto", "fused", "reference"):
+        raise ValueError(
+            f"learner={learner!r} is invalid: allowed are 'auto', 'fused', 'reference'"
+        )
+    if learner == "fused" and network is not None:
+        raise ValueError(
+            "learner='fused' supports only the built-in networks; a custom "
+            "`network` trains with learner='reference' (or 'auto')"
+        )
     with flush_denormals():
-        return _train_group(specs, progress, env_backend)
+        return _train_group(specs, progress, env_backend, learner, network)
 
 
 @contextlib.contextmanager
@@ -205,7 +230,11 @@ def _denormals_flushed() -> bool:
 
 
 def _train_group(
-    specs: Sequence[TrialSpec], progress: ProgressCallback | None, env_backend: str
+    specs: Sequence[TrialSpec],
+    progress: ProgressCallback | None,
+    env_backend: str,
+    learner_name: LearnerName,
+    network: NetworkFactory | None,
 ) -> list[TrialResult]:
     first = specs[0]
     config, device = first.agent, torch.device(first.device)
@@ -219,16 +248,8 @@ def _train_group(
     evaluator = make_evaluator(
         envs, first.env_id, [st.eval_seed for st in streams], first.eval.episodes, device
     )
-    online = QNetwork(n_agents, obs_dim, n_actions, config.hidden_sizes, dueling=config.dueling)
-    online.reset_parameters([st.init for st in streams])
-    online.to(device)
-    target = copy.deepcopy(online)
-    weights = flatten_parameters(online)  # every weight and bias, and their .grad, in one tensor
-    backprop = Backprop(online, config.batch_size)  # writes the .grad that Adam reads
-    # Adam is elementwise, so K stacked agents keep K independent optimizer states; one fused
-    # kernel updates them all.
-    optimizer = FlatAdam(weights, lr=config.lr)
-    act = _Policy(online, numpy=numpy_for(device))
+    inits = [st.init for st in streams]
+    learner = _make_learner(learner_name, network, first, obs_dim, n_actions, inits)
     buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
     draws = _Draws(streams, config.batch_size)
     log = _Log(specs, device)
@@ -239,13 +260,13 @@ def _train_group(
     start = time.perf_counter()
 
     obs = envs.reset()
-    log.add_eval(0, evaluator(online), start)
+    log.add_eval(0, evaluator(learner.greedy_actions), start)
     step = episodes_done = 0
     finished = False
     while not finished:
         if step % WINDOW == 0:
             draws.refill_explore()
-        actions = act(obs, draws.explore[:, step % WINDOW], epsilon_at(step, config))
+        actions = learner.act(obs, draws.explore[:, step % WINDOW], epsilon_at(step, config))
         out = envs.step(actions)
         buffer.add(obs, actions, out.reward, out.final_obs, out.terminated.float())
         done = out.terminated | out.truncated
@@ -257,10 +278,10 @@ def _train_group(
 
         if step >= config.learning_starts and step % config.train_every == 0:
             for _ in range(config.gradient_steps):
-                u = draws.next_replay()
-                log.add_update(*_gradient_step(backprop, target, optimizer, buffer, u, config))
+                batch = buffer.sample(draws.next_replay())
+                log.add_update(learner.update(batch))
         if step % config.target_update_every == 0:
-            update_target(online, target, tau=config.tau)
+            learner.update_target()
 
         finished = (total_steps is not None and step >= total_steps) or (
             max_episodes is not None and episodes_done >= max_episodes
@@ -270,7 +291,7 @@ def _train_group(
         if step % WINDOW == 0 or evaluate or report:
             log.flush()  # episode rows must be complete before an eval row or a report
         if evaluate:
-            log.add_eval(step, evaluator(online), start)
+            log.add_eval(step, evaluator(learner.greedy_actions), start)
         if report and progress is not None:
             progress(Progress(step, total_steps, log.episodes_done[0], log.last_eval_return()))
 
@@ -283,12 +304,35 @@ def _train_group(
             evals=log.eval_table(k),
             wall_s=wall_s,
             env_steps=step,
-            state_dict=_agent_weights(online, k),
+            state_dict=learner.agent_state_dict(k),
             obs_dim=obs_dim,
             n_actions=n_actions,
+            custom_network=network is not None,
         )
         for k, spec in enumerate(specs)
     ]
+
+
+def _make_learner(
+    name: LearnerName,
+    network: NetworkFactory | None,
+    spec: TrialSpec,
+    obs_dim: int,
+    n_actions: int,
+    inits: Sequence[torch.Generator],
+) -> Learner:
+    """The learner for a group: the fused one for the built-in MLP unless told otherwise, the
+    reference one for anything else. Agent k's initial weights come from `inits[k]` alone."""
+    config, device = spec.agent, torch.device(spec.device)
+    if network is not None:
+        custom = StackedModule(network, obs_dim, n_actions, init_seeds(inits)).to(device)
+        return ReferenceLearner(custom, config)
+    online = QNetwork(len(inits), obs_dim, n_actions, config.hidden_sizes, dueling=config.dueling)
+    online.reset_parameters(inits)
+    online.to(device)
+    if name == "reference":
+        return ReferenceLearner(online, config)
+    return FusedLearner(online, config)
 
 
 def _check_group(specs: Sequence[TrialSpec]) -> None:
@@ -312,77 +356,6 @@ def _check_group(specs: Sequence[TrialSpec]) -> None:
             f"device {first.device!r}: torch {torch.__version__} here cannot use a GPU (a "
             "CPU-only build, or no CUDA driver); train on 'cpu', or install a CUDA build of torch"
         )
-
-
-class _Policy:
-    """Epsilon-greedy actions of the online network for one observation per agent.
-
-    On a CPU the network is evaluated by numpy (see `HostQNetwork`), on a GPU by torch."""
-
-    def __init__(self, online: QNetwork, *, numpy: bool) -> None:
-        self.online = online
-        self.host = HostQNetwork(online) if numpy else None
-
-    def __call__(self, obs: torch.Tensor, u: torch.Tensor, epsilon: float) -> torch.Tensor:
-        """Actions (K,) for observations (K, obs_dim); u (K, 2) holds each agent's uniforms for
-        this step: u[:, 0] < epsilon explores, u[:, 1] picks the random action."""
-        if self.host is not None:
-            q = self.host(obs.numpy()[:, None, :])[:, 0]  # (K, n_actions)
-            return torch.from_numpy(epsilon_greedy(q, u.numpy(), epsilon))
-        with torch.no_grad():
-            q_values: torch.Tensor = self.online(obs.unsqueeze(1)).squeeze(1)  # (K, n_actions)
-        return epsilon_greedy(q_values, u, epsilon)
-
-
-def _gradient_step(
-    backprop: Backprop,
-    target: QNetwork,
-    optimizer: FlatAdam,
-    buffer: ReplayBuffer,
-    u: torch.Tensor,
-    config: AgentConfig,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One TD update of every agent; returns the loss and Q(s, a) of each sampled transition,
-    both (K, batch), for the log.
-
-    The textbook step, for each agent k: sample a batch, y = r + gamma (1 - terminated)
-    max_a' Q_target(s', a'), loss L_k = mean_b loss(Q_k(s, a) - y), one Adam step on L_k's
-    gradient. Here all K agents take it at once (see `targets.td_loss` for the summed loss whose
-    gradient this is), with the gradient worked out by hand (`Backprop`)."""
-    loss, q_taken = td_gradients(backprop, target, buffer, u, config)
-    if config.max_grad_norm is not None:
-        clip_grad_norm_per_agent(list(backprop.net.parameters()), config.max_grad_norm)
-    optimizer.step()
-    return loss, q_taken
-
-
-def td_gradients(
-    backprop: Backprop,
-    target: QNetwork,
-    buffer: ReplayBuffer,
-    u: torch.Tensor,
-    config: AgentConfig,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gradient step up to the update: sample a batch with the replay uniforms `u`
-    (K, batch), compute the TD targets, and write every agent's loss gradient into the online
-    network's `.grad`. Returns the loss and Q(s, a) of each sampled transition, both (K, batch).
-
-    Kept apart from the update so that `benchmarks.bench_compile` can compile exactly this:
-    torch 2.13's compiler fails on the fused Adam kernel."""
-    batch = buffer.sample(u)
-    y = td_target(batch, backprop.net, target, gamma=config.gamma, double=config.double)
-    q = backprop.forward(batch.obs)  # (K, batch, n_actions)
-    taken = batch.actions.unsqueeze(-1)
-    q_taken = q.gather(-1, taken).squeeze(-1)  # (K, batch)
-    loss, grad_taken = td_loss_gradient(q_taken, y, config.loss)
-    # The loss sees only Q(s, a): its gradient is zero at the actions not taken.
-    backprop.backward(torch.zeros_like(q).scatter_(-1, taken, grad_taken.unsqueeze(-1)))
-    return loss, q_taken
-
-
-def _agent_weights(online: QNetwork, k: int) -> dict[str, torch.Tensor]:
-    """Agent k's weights, keeping a seed axis of length 1 so a 1-agent network loads them."""
-    return {name: t[k : k + 1].detach().cpu().clone() for name, t in online.state_dict().items()}
 
 
 class _Log:
@@ -445,9 +418,10 @@ class _Log:
             self._length[dones[t]] = 0
         self._flushed = self._filled
 
-    def add_update(self, loss: torch.Tensor, q_taken: torch.Tensor) -> None:
+    def add_update(self, stats: UpdateStats) -> None:
         """Record one update: loss and Q(s, a) of each sampled transition, (K, batch). They are
         summed as they come and averaged over the batch only at the next evaluation row."""
+        loss, q_taken = stats
         if self._updates == 0:
             self._loss_sum, self._q_sum = loss.clone(), q_taken.clone()
         else:

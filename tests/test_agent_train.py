@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -16,6 +17,7 @@ from dqn_agent import (
     Progress,
     TrialSpec,
     evaluation,
+    placement,
     train,
     train_group,
     training,
@@ -23,8 +25,9 @@ from dqn_agent import (
 )
 from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.evaluation import greedy_policy
-from dqn_agent.networks import QNetwork, flatten_parameters
-from dqn_agent.training import _Policy, flush_denormals
+from dqn_agent.fused import FusedLearner
+from dqn_agent.networks import QNetwork
+from dqn_agent.training import LearnerName, flush_denormals
 
 # Small and quick: learning starts early and updates every step.
 QUICK = AgentConfig(
@@ -74,19 +77,24 @@ def test_different_seeds_give_different_returns() -> None:
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("learner", "changes"),
     [
-        {},
-        {"double": True, "dueling": True, "tau": 0.01},
-        {"hidden_sizes": (50, 30), "loss": "huber", "max_grad_norm": 1.0},
+        ("fused", {}),
+        ("fused", {"double": True, "dueling": True, "tau": 0.01}),
+        ("fused", {"hidden_sizes": (50, 30), "loss": "huber", "max_grad_norm": 1.0}),
         # Clipping with 8 parameter tensors, where summing the per-tensor squares as one
         # stacked tensor ordered a lone agent's additions differently.
-        {"hidden_sizes": (32, 32), "dueling": True, "max_grad_norm": 0.5},
+        ("fused", {"hidden_sizes": (32, 32), "dueling": True, "max_grad_norm": 0.5}),
+        ("reference", {"double": True, "loss": "mse"}),
+        ("reference", {"hidden_sizes": (32, 32), "dueling": True, "max_grad_norm": 0.5}),
     ],
 )
-def test_a_seed_trains_the_same_alone_or_in_a_group(changes: dict[str, Any]) -> None:
-    group = train_group([_spec(seed, **changes) for seed in range(5, 13)])  # a group of 8
-    alone = train(_spec(6, **changes))
+def test_a_seed_trains_the_same_alone_or_in_a_group(
+    learner: LearnerName, changes: dict[str, Any]
+) -> None:
+    specs = [_spec(seed, **changes) for seed in range(5, 13)]  # a group of 8
+    group = train_group(specs, learner=learner)
+    alone = train(_spec(6, **changes), learner=learner)
     pd.testing.assert_series_equal(
         group[1].episodes["episode_return"], alone.episodes["episode_return"]
     )
@@ -140,14 +148,14 @@ def test_updates_start_at_learning_starts_and_take_gradient_steps_every_train_ev
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls = 0
-    original = training._gradient_step
+    original = FusedLearner.update
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "_gradient_step", counted)
+    monkeypatch.setattr(FusedLearner, "update", counted)
     train(_spec(1, 600, learning_starts=100, train_every=4, gradient_steps=3))
     assert calls == 126 * 3  # env steps 100, 104, ..., 600, three gradient steps each
     # The td_loss logged at an evaluation is NaN where no update happened since the one before:
@@ -332,7 +340,10 @@ def test_other_discrete_envs_train(env_id: str) -> None:
     assert math.isfinite(last["eval_return_mean"])
 
 
-def test_agent_clears_a_reward_threshold_on_cartpole_within_a_small_budget() -> None:
+@pytest.mark.parametrize("learner", ["fused", "reference"])
+def test_agent_clears_a_reward_threshold_on_cartpole_within_a_small_budget(
+    learner: LearnerName,
+) -> None:
     # Untrained agents average about 10-20; 150 needs a real policy.
     spec = TrialSpec(
         env_id="CartPole-v1",
@@ -352,7 +363,7 @@ def test_agent_clears_a_reward_threshold_on_cartpole_within_a_small_budget() -> 
         budget=Budget(env_steps=5_000),
         eval=EvalSettings(every_steps=1_000, episodes=5),
     )
-    result = train(spec)
+    result = train(spec, learner=learner)
     assert result.evals["eval_return_mean"].iloc[0] < 50
     assert result.evals["eval_return_mean"].max() >= 150
 
@@ -375,20 +386,25 @@ def test_cuda_without_a_usable_gpu_is_refused_before_training(
 
 
 @pytest.mark.parametrize("dueling", [False, True])
-def test_acting_through_numpy_chooses_the_actions_torch_chooses(dueling: bool) -> None:
+def test_acting_through_numpy_chooses_the_actions_torch_chooses(
+    dueling: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     online = QNetwork(4, 4, 3, [32, 16], dueling=dueling)
     online.reset_parameters([torch.Generator().manual_seed(s) for s in range(4)])
-    flatten_parameters(online)
-    by_numpy, by_torch = _Policy(online, numpy=True), _Policy(online, numpy=False)
+    by_numpy = FusedLearner(copy.deepcopy(online), QUICK)
+    monkeypatch.setattr(placement, "NUMPY_ON_CPU", False)
+    by_torch = FusedLearner(online, QUICK)
+    assert by_numpy.host is not None and by_torch.host is None
     gen = torch.Generator().manual_seed(1)
     greedy_counts = []
     for epsilon in (0.0, 0.5, 1.0):
         for _ in range(50):
             obs, u = torch.randn(4, 4, generator=gen), torch.rand(4, 2, generator=gen)
-            actions = by_numpy(obs, u, epsilon)
+            actions = by_numpy.act(obs, u, epsilon)
             assert actions.dtype == torch.int64
-            assert torch.equal(actions, by_torch(obs, u, epsilon))
-        greedy_counts.append(len(set(by_numpy(torch.randn(4, 4, generator=gen), u, 0.0).tolist())))
+            assert torch.equal(actions, by_torch.act(obs, u, epsilon))
+        obs = torch.randn(4, 4, generator=gen)
+        greedy_counts.append(len(set(by_numpy.act(obs, u, 0.0).tolist())))
     assert max(greedy_counts) > 1  # the greedy actions are not all one action
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -202,8 +204,8 @@ def test_torch_evaluator_scores_as_gymnasium_does() -> None:
     seeds, episodes = [11, 12, 13], 6
     net = QNetwork(3, 4, 2, [16])
     net.reset_parameters([torch.Generator().manual_seed(s) for s in seeds])
-    scores = TorchCartPoleEvaluator(seeds, episodes, CPU)(net)
     greedy = greedy_policy(net)
+    scores = TorchCartPoleEvaluator(seeds, episodes, CPU)(greedy)
     env = gym.make("CartPole-v1")
     for k, seed in enumerate(seeds):
         generator = torch.Generator().manual_seed(seed)
@@ -221,8 +223,26 @@ def test_torch_evaluator_scores_as_gymnasium_does() -> None:
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)
-        # In float64, as numpy: the mean of whole numbers is the same float (not 9.666666984558105
-        # for 9.666666666666666, as a float32 sum gave); the spread to rounding.
+        # By numpy in float64, each agent's row alone: the same floats (not 9.666666984558105
+        # for 9.666666666666666, as a float32 sum gave).
         assert scores[k][0] == np.mean(returns)
-        assert scores[k][1] == pytest.approx(np.std(returns), rel=1e-12)
+        assert scores[k][1] == np.std(returns)
     assert len({round(mean) for mean, _ in scores}) > 1  # the policies differ
+
+
+def test_an_agents_evaluation_figures_are_the_same_bits_alone_or_in_a_group() -> None:
+    """Mean and std of each agent's returns come from its own row alone: a reduction over a
+    (K, episodes) tensor added a lone agent's returns in another order than K rows'."""
+    seeds = list(range(20, 28))
+    # A linear policy per seed, fixed by the seed: its returns vary from episode to episode.
+    weights = {s: torch.randn(4, generator=torch.Generator().manual_seed(s)) for s in seeds}
+
+    def policy(group: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+        w = torch.stack([weights[s] for s in group])  # (K, 4)
+        return lambda obs: (torch.einsum("kni,ki->kn", obs, w) > 0).long()
+
+    together = TorchCartPoleEvaluator(seeds, 20, CPU)(policy(seeds))
+    for k, seed in enumerate(seeds):
+        alone = TorchCartPoleEvaluator([seed], 20, CPU)(policy([seed]))
+        assert alone[0] == together[k], seed  # exact, not approximate
+    assert len({std for _, std in together}) > 4  # the policies' returns do spread
