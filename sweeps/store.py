@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dqn_agent import AgentConfig, TrialSpec, hidden_sizes_text, save_weights
+from dqn_agent import ADDED_SETTINGS, AgentConfig, TrialSpec, hidden_sizes_text, save_weights
 from sweeps.plan import expand
 from sweeps.spec import InputError, SpecError, SweepSpec, load_spec
 
@@ -189,10 +189,16 @@ class ResultsFolder:
                 f"{self.root} cannot be matched; restore the file, or rerun with --fresh to "
                 "start over (deletes these results), or give the spec a new name"
             ) from None
-        return {
+        rows = {
             str(row["trial_id"]): {str(k): v for k, v in row.items()}
             for row in table.to_dict("records")
         }
+        # A folder written before a setting existed ran every trial with its default.
+        for row in rows.values():
+            for key, default in ADDED_SETTINGS.items():
+                if row.get(key) is None or _is_nan(row[key]) or row[key] == "nan":
+                    row[key] = default
+        return rows
 
     def complete_ids(self) -> set[str]:
         """Trials marked complete whose data files are all present."""

@@ -136,6 +136,13 @@ BAD_SPECS = [
         "YAML read 1e5 as text: write 100000",
     ),
     ("variant named yes", _with(variants={True: {}}), "variants.True", "quote the name"),
+    ("unknown network family", _with(agent={"network": "cnn"}), "agent.network", "'mlp'"),
+    (
+        "unknown network in the grid",
+        _with(grid={"network": ["mlp", "resnet"]}),
+        "grid.network[1]",
+        "'mlp'",
+    ),
 ]
 
 
