@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup demo test lint unit bench bench-learning bench-gpu docker-demo docker-test docker-clean clean
+.PHONY: setup demo test check lint unit bench bench-learning bench-gpu docker-demo docker-test docker-clean clean
 
 $(BIN)/dqn-sweep: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ unit: setup
 
 test: lint unit
 
+# The developers' fast loop: lint, types and the tests that need neither a Ray cluster nor
+# Docker (about two minutes). `make test` runs everything, as CI does.
+check: lint
+	$(BIN)/pytest -q -m "not slow and not docker"
+
 # The main job on its embedded default: a network-size comparison on CartPole-v1, then its
 # figures and summary table, all under results/demo.
 demo: setup
@@ -35,6 +40,7 @@ demo: setup
 bench: setup
 	$(BIN)/python -m benchmarks.bench_speed
 	$(BIN)/python -m benchmarks.bench_compile
+	$(BIN)/python -m benchmarks.bench_learners
 	$(BIN)/python -m benchmarks.bench_plans --rounds 4
 	$(BIN)/python -m benchmarks.bench_plans --spec sweeps/specs/demo.yaml --rounds 3
 	$(BIN)/python -m benchmarks.bench_scheduling

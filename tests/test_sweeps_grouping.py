@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from sweeps.cli import main
+
+pytestmark = pytest.mark.slow  # Ray, training
 
 SPEC = Path(__file__).parent / "data" / "legacy" / "spec.yaml"  # 8 small trials, 2 seeds each
 
