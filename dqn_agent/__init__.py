@@ -4,6 +4,9 @@ from dqn_agent import AgentConfig, TrialSpec, train
 spec = TrialSpec(env_id="CartPole-v1", agent=AgentConfig(hidden_sizes=(64, 64)), seed=1)
 result = train(spec)
 result.evals  # a pandas DataFrame of greedy evaluations
+
+The DQN update, loss included, is `learner.ReferenceLearner.update`; `train(spec,
+network=factory)` trains a Q-network of your own through it (docs/agent.md).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dqn_agent.config import (
     PRESETS,
     AgentConfig,
     Budget,
+    ConfigError,
     EvalSettings,
     TrialSpec,
     default_config,
@@ -52,6 +56,7 @@ __all__ = [
     "PRESETS",
     "AgentConfig",
     "Budget",
+    "ConfigError",
     "EvalSettings",
     "GreedyPolicy",
     "Progress",

@@ -293,7 +293,7 @@ def estimate(spec: SweepSpec, *, cpus: float, slots: int) -> Estimate | None:
     as one core: tasks sharing a core (cpus_per_trial below 1) take longer, so the wall time is
     at least the core time over the cores; a task given several cores is not counted faster.
     On the development machine it has been within about 20% of measured times, mostly below
-    (README, Running sweeps)."""
+    (docs/sweeps.md)."""
     units = make_plan(spec, group_size=None, capacity=slots).units
     return estimate_units(spec, units, cpus=cpus, slots=slots)
 
