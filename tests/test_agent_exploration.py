@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from dqn_agent import AgentConfig
+from dqn_agent import AgentConfig, Budget, EvalSettings, TrialSpec, fused, train_group
+from dqn_agent import learner as reference
 from dqn_agent.exploration import epsilon_at, epsilon_greedy
 from dqn_agent.networks import QNetwork, clip_grad_norm_per_agent
 
@@ -58,3 +60,52 @@ def test_clipping_is_per_agent() -> None:
     assert all(
         torch.equal(p.grad[1], s) for p, s in zip(params, small, strict=True) if p.grad is not None
     )
+
+
+@pytest.mark.parametrize("learner", ["fused", "reference"])
+def test_the_training_loops_actions_follow_the_schedule(
+    learner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off-policy learning and greedy evaluation hide an agent stuck acting at random, so this
+    watches the loop's actions: the fraction that differ from the greedy action, per window of
+    250 env steps, is epsilon times (1 - 1/n_actions), with epsilon falling linearly from 1 to 0
+    over 1,000 steps and 0 after."""
+    chosen = fused.FusedLearner if learner == "fused" else reference.ReferenceLearner
+    act = chosen.act
+    differs: list[float] = []  # per env step: the fraction of agents that did not act greedily
+
+    def watched(self: Any, obs: torch.Tensor, u: torch.Tensor, epsilon: float) -> torch.Tensor:
+        actions: torch.Tensor = act(self, obs, u, epsilon)
+        greedy = self.greedy_actions(obs.unsqueeze(1)).squeeze(1)
+        differs.append(float((actions != greedy).float().mean()))
+        return actions
+
+    monkeypatch.setattr(chosen, "act", watched)
+    config = AgentConfig(
+        hidden_sizes=(16,),
+        epsilon_start=1.0,
+        epsilon_end=0.0,
+        epsilon_decay_steps=1_000,
+        epsilon_schedule="linear",
+        learning_starts=100,
+        train_every=50,
+        gradient_steps=1,
+        batch_size=16,
+    )
+    specs = [
+        TrialSpec(
+            env_id="CartPole-v1",
+            agent=config,
+            seed=seed,
+            budget=Budget(env_steps=1_500),
+            eval=EvalSettings(every_steps=1_500, episodes=1),
+        )
+        for seed in range(8)
+    ]
+    train_group(specs, learner=learner)  # type: ignore[arg-type]
+    assert len(differs) == 1_500
+    for start in (0, 250, 500, 750):
+        window = differs[start : start + 250]
+        epsilon = 1.0 - (start + 125) / 1_000  # the window's mean epsilon
+        assert abs(sum(window) / len(window) - epsilon / 2) < 0.06, start
+    assert sum(differs[1_000:]) == 0  # epsilon 0: always greedy
