@@ -1,8 +1,8 @@
 """Typed settings of a DQN trial: the agent's hyperparameters, the budget and the evaluation.
 
 Every setting is a field of a frozen dataclass with a one-line docstring, checked when the object
-is built: a bad value raises a `ValueError` that names the field and the allowed values, long
-before any environment is made or any file is written.
+is built: a bad value raises a `ConfigError` (a `ValueError`) that names the field and the allowed
+values, long before any environment is made or any file is written.
 """
 
 from __future__ import annotations
@@ -21,8 +21,47 @@ NETWORKS: tuple[NetworkName, ...] = ("mlp",)
 ScheduleName = Literal["exponential", "linear"]
 
 
-def _fail(name: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"{name}={value!r} is invalid: allowed values are {allowed}")
+class ConfigError(ValueError):
+    """A setting refused, as data: the field, its value, what is allowed and, for a clash, the
+    other field. Code that reports it (`sweeps.spec`) reads these, never the message's wording."""
+
+    field: str
+    """Name of the dataclass field refused, e.g. 'lr' or 'env_steps'."""
+    value: object
+    """The value refused, as given."""
+    allowed: str
+    """What the field accepts, as text, e.g. 'integers >= 1'."""
+    other: str | None
+    """The field whose value makes this one invalid ('buffer_size' for a batch_size above it);
+    None when the value is invalid whatever the other settings are."""
+    section: str
+    """Where the field lives in a spec ('budget', 'eval'); '' for the agent's and the trial's."""
+
+    def __init__(
+        self,
+        field: str,
+        value: object,
+        allowed: str,
+        *,
+        other: str | None = None,
+        section: str = "",
+    ) -> None:
+        # The fields are the args, so that the error pickles (a Ray task may raise it).
+        super().__init__(field, value, allowed)
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        self.other = other
+        self.section = section
+
+    def __str__(self) -> str:
+        return _message(self)
+
+
+def _message(error: ConfigError) -> str:
+    """The human wording of a config error (its str()); nothing parses it."""
+    name = f"{error.section}.{error.field}" if error.section else error.field
+    return f"{name}={error.value!r} is invalid: allowed values are {error.allowed}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,11 +113,11 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
-            raise _fail("network", self.network, " or ".join(repr(n) for n in NETWORKS))
+            raise ConfigError("network", self.network, " or ".join(repr(n) for n in NETWORKS))
         sizes = tuple(self.hidden_sizes)
         object.__setattr__(self, "hidden_sizes", sizes)
         if not sizes or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in sizes):
-            raise _fail("hidden_sizes", list(sizes), "a non-empty list of positive integers")
+            raise ConfigError("hidden_sizes", list(sizes), "a non-empty list of positive integers")
         _check_range("lr", self.lr, low=0.0, low_open=True)
         _check_range("gamma", self.gamma, low=0.0, high=1.0)
         _check_range("tau", self.tau, low=0.0, high=1.0, low_open=True)
@@ -88,20 +127,21 @@ class AgentConfig:
         _check_int("learning_starts", self.learning_starts, minimum=0)
         _check_int("epsilon_decay_steps", self.epsilon_decay_steps, minimum=1)
         if self.batch_size > self.buffer_size:
-            raise _fail("batch_size", self.batch_size, f"at most buffer_size ({self.buffer_size})")
+            allowed = f"at most buffer_size ({self.buffer_size})"
+            raise ConfigError("batch_size", self.batch_size, allowed, other="buffer_size")
         if self.loss not in ("mse", "huber"):
-            raise _fail("loss", self.loss, "'mse' or 'huber'")
+            raise ConfigError("loss", self.loss, "'mse' or 'huber'")
         if self.epsilon_schedule not in ("exponential", "linear"):
-            raise _fail("epsilon_schedule", self.epsilon_schedule, "'exponential' or 'linear'")
+            allowed = "'exponential' or 'linear'"
+            raise ConfigError("epsilon_schedule", self.epsilon_schedule, allowed)
         for name in ("double", "dueling"):
             if not isinstance(getattr(self, name), bool):
-                raise _fail(name, getattr(self, name), "true or false")
+                raise ConfigError(name, getattr(self, name), "true or false")
         _check_range("epsilon_start", self.epsilon_start, low=0.0, high=1.0)
         _check_range("epsilon_end", self.epsilon_end, low=0.0, high=1.0)
         if self.epsilon_end > self.epsilon_start:
-            raise _fail(
-                "epsilon_end", self.epsilon_end, f"at most epsilon_start ({self.epsilon_start})"
-            )
+            allowed = f"at most epsilon_start ({self.epsilon_start})"
+            raise ConfigError("epsilon_end", self.epsilon_end, allowed, other="epsilon_start")
         if self.max_grad_norm is not None:
             _check_range("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
 
@@ -147,19 +187,19 @@ def _check_range(
     low_open: bool = False,
 ) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(name, value, "a number")
+        raise ConfigError(name, value, "a number")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and value > high
     if too_low or too_high:
         left = "(" if low_open else "["
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf)" if high is None else f"{high:g}]"
-        raise _fail(name, value, f"numbers in {left}{lo}, {hi}")
+        raise ConfigError(name, value, f"numbers in {left}{lo}, {hi}")
 
 
-def _check_int(name: str, value: object, *, minimum: int) -> None:
+def _check_int(name: str, value: object, *, minimum: int, section: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(name, value, f"integers >= {minimum}")
+        raise ConfigError(name, value, f"integers >= {minimum}", section=section)
 
 
 DEFAULT_ENV_STEPS = 50_000
@@ -181,9 +221,9 @@ class Budget:
         if (self.env_steps is None) == (self.episodes is None):
             raise ValueError("budget: give exactly one of env_steps or episodes")
         if self.env_steps is not None:
-            _check_int("budget.env_steps", self.env_steps, minimum=1)
+            _check_int("env_steps", self.env_steps, minimum=1, section="budget")
         if self.episodes is not None:
-            _check_int("budget.episodes", self.episodes, minimum=1)
+            _check_int("episodes", self.episodes, minimum=1, section="budget")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,8 +236,8 @@ class EvalSettings:
     """Episodes averaged at each evaluation."""
 
     def __post_init__(self) -> None:
-        _check_int("eval.every_steps", self.every_steps, minimum=1)
-        _check_int("eval.episodes", self.episodes, minimum=1)
+        _check_int("every_steps", self.every_steps, minimum=1, section="eval")
+        _check_int("episodes", self.episodes, minimum=1, section="eval")
 
 
 @dataclass(frozen=True, kw_only=True)

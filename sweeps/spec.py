@@ -6,8 +6,8 @@ the seeds, the budget, the evaluation and the resources of a trial. Every proble
 reported at once, each as ``FILE: KEY.PATH: what is wrong; what is allowed``.
 
 The agent's own checks are reused rather than copied: every configuration of the sweep is built
-as an `AgentConfig` here, and the `ValueError` it raises is mapped back to the key that set the
-offending value.
+as an `AgentConfig` here, and the `ConfigError` it raises names the field refused (and the other
+field of a clash), which is mapped back to the key that set it. Its message text is never read.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import yaml
 from dqn_agent import (
     AgentConfig,
     Budget,
+    ConfigError,
     EvalSettings,
     UnsupportedEnvError,
     default_config,
@@ -361,6 +362,9 @@ def _parse_budget(value: object, p: _Problems) -> Budget | None:
     for key in [k for k, v in values.items() if v is None]:
         p.add(f"budget.{key}", "no value: give a number, or leave the key out")
         return None
+    if len(values) > 1:  # Budget refuses both too, but as a rule of the section, not of a field
+        p.add("budget", "give exactly one of env_steps or episodes")
+        return None
     if "env_steps" not in values and "episodes" in values:
         values["env_steps"] = None  # a budget in episodes replaces the default in env steps
     return _build_settings(Budget, values, "budget", p)
@@ -383,16 +387,14 @@ def _build_settings(
 ) -> _Settings | None:
     try:
         return cls(**values)
-    except ValueError as exc:
-        # The dataclass names its field as 'budget.env_steps=...': that is the key path.
-        message = str(exc)
-        named = re.match(rf"({re.escape(path)}\.(\w+))=", message)
-        if named is None:
-            p.add(path, message.removeprefix(f"{path}: "))  # the key path is shown once
-            return None
-        value = values.get(named.group(2))
-        p.add(named.group(1), message[named.end() :] + _yaml_number_hint(value))
+    except ConfigError as exc:
+        p.add(f"{path}.{exc.field}", _invalid(exc) + _yaml_number_hint(exc.value))
         return None
+
+
+def _invalid(error: ConfigError) -> str:
+    """What is wrong with the refused value, worded here: the key path names the field."""
+    return f"{error.value!r} is invalid: allowed values are {error.allowed}"
 
 
 def _yaml_number_hint(value: object) -> str:
@@ -583,9 +585,11 @@ def _check_each_value(
     p: _Problems,
 ) -> bool:
     """Check every value of agent, grid and variants alone, by `AgentConfig`, against the
-    environment's defaults; add a problem for each value that is bad by itself (not for one that
-    merely clashes with a default another key may change). Returns whether any was bad."""
+    environment's defaults; add a problem for each value that is bad by itself or clashes with a
+    default no key changes (not one that clashes with a field the spec sets: the configurations
+    judge that). Returns whether any was bad."""
     base = default_config(env_id).to_dict()
+    given = set(agent) | set(grid) | {key for over in variants.values() for key in over}
     values = [(f"agent.{key}", key, value) for key, value in agent.items()]
     values += [
         (f"grid.{key}[{i}]", key, v) for key, axis in grid.items() for i, v in enumerate(axis)
@@ -599,9 +603,11 @@ def _check_each_value(
     for path, key, value in values:
         try:
             AgentConfig.from_dict({**base, key: value})
-        except ValueError as exc:
-            if str(exc).startswith(f"{key}="):  # about this value, not another key's
-                _add_config_problem(str(exc), {key: path}, p)
+        except ConfigError as exc:
+            # batch_size 200000 clashes with the default buffer_size, not with 500000 set beside it.
+            involved = {exc.field} if exc.other is None else {exc.field, exc.other}
+            if key in involved and not (involved - {key}) & given:
+                _add_config_problem(exc, {key: path}, p)
                 bad = True
     return bad
 
@@ -628,8 +634,8 @@ def _build_configs(
             settings = {**overrides, **{key: value for key, _, value in combo}}
             try:
                 config = AgentConfig.from_dict({**base, **settings})
-            except ValueError as exc:
-                _add_config_problem(str(exc), paths, p)
+            except ConfigError as exc:
+                _add_config_problem(exc, paths, p)
                 continue
             points.append(ConfigPoint(_label(variant, combo), config, settings))
     seen: dict[AgentConfig, str] = {}
@@ -644,22 +650,20 @@ def _build_configs(
     return tuple(points)
 
 
-def _add_config_problem(message: str, paths: Mapping[str, str], p: _Problems) -> None:
-    """Blame the key that set the value AgentConfig complains about (the first one it names)."""
-    named = sorted(
-        (m.start(), key) for key in paths if (m := re.search(rf"\b{key}\b", message)) is not None
-    )
-    # AgentConfig's messages start 'key=value is invalid'; that key may be a default.
-    first = re.match(r"(\w+)=", message)
-    if first is not None and first.group(1) not in paths:
-        message += f" ({first.group(1)} is at its default: set agent.{first.group(1)})"
-    if named:
-        key = named[0][1]
-        if first is not None and first.group(1) == key:
-            message = message[first.end() :]  # the key path says which key already
-        p.add(paths[key], message)
+def _add_config_problem(error: ConfigError, paths: Mapping[str, str], p: _Problems) -> None:
+    """Blame the key that set the field AgentConfig refuses. A field at its default is set by no
+    key: then blame the key that set the other field of the clash, saying which default to set."""
+    other = paths.get(error.other) if error.other is not None else None  # the key that set it
+    if error.field in paths:
+        # In a grid or a variant, the other field of a clash may be set far from this key.
+        note = f" ({error.other} is set by {other})" if other else ""
+        p.add(paths[error.field], _invalid(error) + note)
     else:
-        p.add("agent", message)
+        p.add(
+            other or "agent",
+            f"{error.field}={_invalid(error)} ({error.field} is at its default: "
+            f"set agent.{error.field})",
+        )
 
 
 def _label_value(value: object) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from dqn_agent import AgentConfig, Budget, EvalSettings, TrialSpec, default_config
+import dqn_agent
+from dqn_agent import AgentConfig, Budget, ConfigError, EvalSettings, TrialSpec, default_config
 
 
 @pytest.mark.parametrize(
@@ -37,6 +40,73 @@ def test_invalid_values_name_the_field_and_allowed_values(
     message = str(info.value)
     assert message.startswith(f"{field}=")
     assert allowed in message
+    assert isinstance(info.value, ConfigError) and info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("build", "fields", "message"),
+    [
+        (
+            lambda: AgentConfig(lr=0.0),
+            ("lr", 0.0, "numbers in (0, inf)", None, ""),
+            "lr=0.0 is invalid: allowed values are numbers in (0, inf)",
+        ),
+        (
+            lambda: AgentConfig(hidden_sizes=(64, 0)),
+            ("hidden_sizes", [64, 0], "a non-empty list of positive integers", None, ""),
+            "hidden_sizes=[64, 0] is invalid: allowed values are a non-empty list of positive "
+            "integers",
+        ),
+        (
+            lambda: AgentConfig(batch_size=128, buffer_size=64),
+            ("batch_size", 128, "at most buffer_size (64)", "buffer_size", ""),
+            "batch_size=128 is invalid: allowed values are at most buffer_size (64)",
+        ),
+        (
+            lambda: AgentConfig(epsilon_start=0.1, epsilon_end=0.5),
+            ("epsilon_end", 0.5, "at most epsilon_start (0.1)", "epsilon_start", ""),
+            "epsilon_end=0.5 is invalid: allowed values are at most epsilon_start (0.1)",
+        ),
+        (
+            lambda: AgentConfig(network="cnn"),  # type: ignore[arg-type]
+            ("network", "cnn", "'mlp'", None, ""),
+            "network='cnn' is invalid: allowed values are 'mlp'",
+        ),
+        (
+            lambda: Budget(episodes=0),
+            ("episodes", 0, "integers >= 1", None, "budget"),
+            "budget.episodes=0 is invalid: allowed values are integers >= 1",
+        ),
+        (
+            lambda: EvalSettings(every_steps="3"),  # type: ignore[arg-type]
+            ("every_steps", "3", "integers >= 1", None, "eval"),
+            "eval.every_steps='3' is invalid: allowed values are integers >= 1",
+        ),
+        (
+            lambda: TrialSpec(env_id="CartPole-v1", seed=-1),
+            ("seed", -1, "integers >= 0", None, ""),
+            "seed=-1 is invalid: allowed values are integers >= 0",
+        ),
+    ],
+)
+def test_errors_carry_the_field_its_value_what_is_allowed_and_the_other_field(
+    build: Callable[[], object], fields: tuple[object, ...], message: str
+) -> None:
+    """Callers read these fields (sweeps.spec blames a key by them); str() reads as before."""
+    with pytest.raises(ConfigError) as info:
+        build()
+    error = info.value
+    assert (error.field, error.value, error.allowed, error.other, error.section) == fields
+    assert str(error) == message
+    assert isinstance(error, ValueError)  # callers catching ValueError still catch it
+    copy = pickle.loads(pickle.dumps(error))  # a Ray task may raise it in another process
+    assert (copy.field, copy.value, copy.allowed, copy.other, copy.section) == fields
+    assert str(copy) == message
+
+
+def test_config_error_is_exported() -> None:
+    assert dqn_agent.ConfigError is dqn_agent.config.ConfigError
+    assert "ConfigError" in dqn_agent.__all__
 
 
 def test_unknown_names_are_refused_with_the_allowed_names() -> None:

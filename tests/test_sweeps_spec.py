@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 import socket
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dqn_agent import AgentConfig
+import dqn_agent.config
+from dqn_agent import AgentConfig, Budget, ConfigError, EvalSettings
 from sweeps.cli import main
 from sweeps.spec import SpecError, load_spec, parse_spec
 
@@ -136,6 +138,18 @@ BAD_SPECS = [
         "YAML read 1e5 as text: write 100000",
     ),
     ("variant named yes", _with(variants={True: {}}), "variants.True", "quote the name"),
+    (
+        "a default that clashes in the grid",
+        _with(agent=None, grid={"epsilon_start": [1.0, 0.01]}),
+        "grid.epsilon_start[1]",
+        "epsilon_end is at its default: set agent.epsilon_end",
+    ),
+    (
+        "values that clash across sections",
+        _with(agent=None, grid={"batch_size": [64]}, variants={"small": {"buffer_size": 32}}),
+        "grid.batch_size[0]: 64 is invalid",
+        "(buffer_size is set by variants.small.buffer_size)",
+    ),
     ("unknown network family", _with(agent={"network": "cnn"}), "agent.network", "'mlp'"),
     (
         "unknown network in the grid",
@@ -450,3 +464,120 @@ def test_resources_no_node_has_exit_2_before_anything_is_written(
     assert main(["run", str(spec), "--out", str(out)]) == 2
     assert "resources: a task asks for 4096 CPU" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_values_that_clash_only_with_defaults_they_replace_are_accepted() -> None:
+    # Each alone clashes with the other's default (buffer_size 100,000, epsilon_start 1.0).
+    agent = {"batch_size": 200_000, "buffer_size": 500_000, "epsilon_end": 0.5}
+    spec = parse_spec(_with(agent=None, grid={"epsilon_start": [0.6, 0.9]}, variants={"a": agent}))
+    assert [c.agent.batch_size for c in spec.configs] == [200_000, 200_000]
+
+
+def _nonsense(error: ConfigError) -> str:
+    """A reworded message that names other keys first, to lure any reader of the text."""
+    return "gamma=0.5 nonsense: tau, lr and buffer_size; see budget.episodes=3 and eval.episodes="
+
+
+WRONG_TYPE = "nonsense"
+"""A value of the wrong type for every field: text where a number, a name or a flag belongs."""
+OUT_OF_RANGE: dict[str, object] = {
+    "hidden_sizes": [16, 0],
+    "lr": 0.0,
+    "gamma": 1.5,
+    "batch_size": 0,
+    "buffer_size": 0,
+    "learning_starts": -1,
+    "train_every": 0,
+    "gradient_steps": 0,
+    "target_update_every": 0,
+    "tau": 0.0,
+    "epsilon_start": 1.5,
+    "epsilon_end": -0.1,
+    "epsilon_decay_steps": 0,
+    "max_grad_norm": -1.0,
+}
+"""A value of the right type out of range, for each agent field that has a range."""
+
+
+def _every_field_cases() -> list[tuple[str, str, str]]:
+    """(case, spec text, key path to blame) for a bad value of every field in every section."""
+    defaults = AgentConfig().to_dict()
+    alone = {"agent": None, "grid": None}  # the valid spec's agent and grid would repeat a key
+    cases = []
+    for field in dataclasses.fields(AgentConfig):
+        name = field.name
+        bad_values: dict[str, object] = {
+            "type": [WRONG_TYPE] if name == "hidden_sizes" else WRONG_TYPE
+        }
+        if name in OUT_OF_RANGE:
+            bad_values["range"] = OUT_OF_RANGE[name]
+        for kind, bad in bad_values.items():
+            grid = {name: [defaults[name], bad]}
+            cases += [
+                (f"agent.{name} {kind}", _with(agent={name: bad}, grid=None), f"agent.{name}"),
+                (f"grid.{name} {kind}", _with(agent=None, grid=grid), f"grid.{name}[1]"),
+                (
+                    f"variants.{name} {kind}",
+                    _with(**alone, variants={"v": {name: bad}}),
+                    f"variants.v.{name}",
+                ),
+            ]
+    for section, cls in (("budget", Budget), ("eval", EvalSettings)):
+        for field in dataclasses.fields(cls):
+            for kind, value in (("type", WRONG_TYPE), ("range", 0)):
+                text = _with(**{section: {field.name: value}})
+                cases.append((f"{section}.{field.name} {kind}", text, f"{section}.{field.name}"))
+    return cases
+
+
+EVERY_FIELD = _every_field_cases()
+
+
+def test_every_field_has_a_bad_value_in_every_section() -> None:
+    assert set(OUT_OF_RANGE) <= set(AgentConfig.__dataclass_fields__)
+    paths = {path for _, _, path in EVERY_FIELD}
+    assert {f"agent.{f.name}" for f in dataclasses.fields(AgentConfig)} <= paths
+    assert {f"grid.{f.name}[1]" for f in dataclasses.fields(AgentConfig)} <= paths
+    assert {f"budget.{f.name}" for f in dataclasses.fields(Budget)} <= paths
+    assert {f"eval.{f.name}" for f in dataclasses.fields(EvalSettings)} <= paths
+
+
+@pytest.mark.parametrize("reworded", [False, True], ids=["as worded", "reworded"])
+@pytest.mark.parametrize(("case", "text", "path"), EVERY_FIELD, ids=[c[0] for c in EVERY_FIELD])
+def test_a_bad_value_of_any_field_names_its_key_path(
+    case: str, text: str, path: str, reworded: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key path comes from the error's fields: rewording dqn_agent's messages changes none."""
+    if reworded:
+        monkeypatch.setattr(dqn_agent.config, "_message", _nonsense)
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, source="s.yaml", check_env=False)
+    [(blamed, message)] = caught.value.problems
+    assert blamed == path
+    assert "is invalid: allowed values are" in message
+    assert "nonsense:" not in message
+
+
+CLASHES = [
+    (_with(agent={"buffer_size": 10}), "agent.buffer_size", "batch_size is at its default"),
+    (_with(agent={"batch_size": 64, "buffer_size": 32}), "agent.batch_size", "at most buffer_size"),
+    (
+        _with(agent=None, grid={"epsilon_start": [1.0, 0.01]}),
+        "grid.epsilon_start[1]",
+        "epsilon_end",
+    ),
+    (_with(agent={"epsilon_end": 0.5}, grid={"epsilon_start": [0.4]}), "agent.epsilon_end", "0.4"),
+]
+
+
+@pytest.mark.parametrize(("text", "path", "words"), CLASHES)
+def test_rewording_the_messages_does_not_move_the_blame_for_a_clash(
+    text: str, path: str, words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dqn_agent.config, "_message", _nonsense)
+    with pytest.raises(ConfigError, match=r"^gamma=0\.5 nonsense"):  # the rewording is in force
+        AgentConfig(batch_size=64, buffer_size=32)
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, source="s.yaml", check_env=False)
+    [(blamed, message)] = caught.value.problems
+    assert (blamed, words in message, "nonsense" in message) == (path, True, False)
