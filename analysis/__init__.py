@@ -2,7 +2,8 @@
 
 Reads the Parquet files of a results folder (never torch or Ray), puts every seed on a common
 grid, aggregates over seeds with bootstrap intervals, and draws the figures and summary that
-`dqn-sweep plot` and `dqn-sweep summary` write. See DESIGN.md, "Statistics, in one paragraph".
+`dqn-sweep plot` and `dqn-sweep summary` write. What a results folder holds is the contract in
+`analysis.schema`; why the statistics are what they are is in docs/design.md ("Statistics").
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         plot_steps_to_threshold,
     )
     from analysis.report import format_summary, render_all
+    from analysis.schema import SchemaError, check_file, check_folder
     from analysis.stats import (
         Interval,
         area_under_curve,
@@ -76,6 +78,9 @@ _MODULE_OF = {
     "plot_steps_to_threshold": "analysis.plots",
     "format_summary": "analysis.report",
     "render_all": "analysis.report",
+    "SchemaError": "analysis.schema",
+    "check_file": "analysis.schema",
+    "check_folder": "analysis.schema",
     "Interval": "analysis.stats",
     "area_under_curve": "analysis.stats",
     "bootstrap_ci": "analysis.stats",
@@ -104,6 +109,7 @@ __all__ = [
     "Interval",
     "Results",
     "ResultsError",
+    "SchemaError",
     "aggregate_curves",
     "align",
     "align_episodes",
@@ -113,6 +119,8 @@ __all__ = [
     "bootstrap_ci",
     "carry_last",
     "censored_median",
+    "check_file",
+    "check_folder",
     "default_threshold",
     "format_summary",
     "improvement_matrix",

@@ -1,14 +1,19 @@
 """Read one or several results folders into three tidy tables: trials, episodes, evals.
 
-A results folder is what `dqn-sweep run` writes (see DESIGN.md, "Results folder")::
+A results folder is what `dqn-sweep run` writes; its layout, columns and dtypes are the contract
+in `analysis.schema`::
 
     results/<name>/trials.parquet               one row per trial, complete or failed
     results/<name>/episodes/<trial_id>.parquet  one row per training episode
     results/<name>/evals/<trial_id>.parquet     one row per greedy evaluation point
 
-Only Parquet is read, so plots can be regenerated anywhere the folder is copied. Episodes and
-evals are read for complete trials only: a failed trial may have left partial files, and its
-curve would bias every aggregate. Failed trials stay in the trials table, for the summary.
+Only Parquet is read, so plots can be regenerated anywhere the folder is copied. Folders of every
+earlier version are read: each file must pass the contract's check that is not strict (required
+columns present, every column of a type that converts to its dtype), and a column that an older
+folder lacks is added holding its ``fill`` (NaN, or what its absence meant), so that every table
+has every column of the contract whatever version wrote it. Episodes and evals are read for
+complete trials only: a failed trial may have left partial files, and its curve would bias every
+aggregate. Failed trials stay in the trials table, for the summary.
 
 Every table gets a ``sweep`` column (the folder's name). When several folders are loaded and
 two of them hold the same configuration label for the same environment, those labels become
@@ -27,23 +32,24 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-ID_COLUMNS = ("trial_id", "config", "seed", "env_id")
-"""Columns that say which trial a row came from."""
+from analysis.schema import (
+    EPISODES,
+    EVALS,
+    TRIALS,
+    FolderLayout,
+    ResultsError,
+    SchemaError,
+    Table,
+    arrow_problems,
+)
 
-TRIAL_COLUMNS = (*ID_COLUMNS, "status")
-EPISODE_COLUMNS = (*ID_COLUMNS, "episode", "env_step", "episode_return", "episode_length")
-EVAL_COLUMNS = (*ID_COLUMNS, "env_step", "eval_return_mean", "eval_return_std")
-
-# Columns that older folders may lack: filled with NaN so downstream code sees one schema.
-OPTIONAL_TRIAL_COLUMNS = ("wall_s", "env_steps", "env_steps_per_s")
-OPTIONAL_EPISODE_COLUMNS = ("wall_s",)
-OPTIONAL_EVAL_COLUMNS = ("wall_s", "q_mean", "td_loss")
+# Measurements that the summary averages: float, so that NaN marks one an older folder lacks.
+FLOAT_TRIAL_COLUMNS = ("wall_s", "env_steps", "env_steps_per_s")
+FLOAT_EVAL_COLUMNS = ("eval_return_mean", "eval_return_std", "wall_s", "q_mean", "td_loss")
 
 COMPLETE = "complete"
 
-
-class ResultsError(Exception):
-    """A results folder cannot be used; the message names the path and what to do."""
+__all__ = ["COMPLETE", "Results", "ResultsError", "SchemaError", "load_results"]
 
 
 @dataclass(frozen=True)
@@ -111,27 +117,22 @@ def _listed(names: Sequence[str], most: int = 10) -> str:
     return ", ".join(names[:most]) + more
 
 
-def _read_parquet(path: Path, required: Sequence[str], optional: Sequence[str]) -> pd.DataFrame:
-    """Read one Parquet file, check its columns and add missing optional ones as NaN."""
+def _read_parquet(path: Path, table: Table) -> pd.DataFrame:
+    """Read one Parquet file, check it against the contract (the level that is not strict) and
+    add the columns an older version did not write."""
     if not path.is_file():
         raise ResultsError(f"{path}: file is missing")
     try:
-        frame: pd.DataFrame = pq.read_table(path).to_pandas()
+        data = pq.read_table(path)
     except Exception as err:  # pyarrow raises several types for damaged files
         raise ResultsError(
             f"{path}: cannot be read as Parquet ({err}); the file is damaged, so delete it "
             "and re-run the sweep to regenerate it"
         ) from err
-    missing = [column for column in required if column not in frame.columns]
-    if missing:
-        raise ResultsError(
-            f"{path}: required column(s) missing: {', '.join(missing)}; this file was not "
-            "written by a compatible dqn-sweeps version"
-        )
-    for column in optional:
-        if column not in frame.columns:
-            frame[column] = np.nan
-    return frame
+    problems = arrow_problems(data, table, where=path)
+    if problems:
+        raise SchemaError(problems)
+    return table.fill_missing(data.to_pandas())
 
 
 def _normalise_ids(frame: pd.DataFrame) -> pd.DataFrame:
@@ -142,9 +143,8 @@ def _normalise_ids(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _trial_table(trial_file: Path, trial_id: str, table: str) -> Path:
-    """The path of a complete trial's table; a ResultsError if it is missing."""
-    path = trial_file.parent / table / f"{trial_id}.parquet"
+def _trial_table(trial_file: Path, path: Path, trial_id: str) -> Path:
+    """`path`, a table of a complete trial; a ResultsError if it is missing."""
     if not path.is_file():
         raise ResultsError(
             f"{path}: file is missing, but {trial_file} marks trial {trial_id} complete; "
@@ -162,9 +162,10 @@ def _load_one(
         raise ResultsError(
             f"{folder}: no such folder; pass a results folder written by `dqn-sweep run`"
         )
-    trial_file = folder / "trials.parquet"
+    layout = FolderLayout(folder)
+    trial_file = layout.trials_path
     if not trial_file.is_file():
-        if (folder / "spec.yaml").is_file():
+        if layout.spec_path.is_file():
             raise ResultsError(
                 f"{folder}: no trial has finished yet (the sweep is running, or was stopped "
                 "before its first trial finished); try again later, or rerun the `dqn-sweep "
@@ -174,17 +175,17 @@ def _load_one(
             f"{folder}: not a results folder (no trials.parquet inside); pass results/<sweep>, "
             "the folder that `dqn-sweep run` wrote"
         )
-    trials = _normalise_ids(_read_parquet(trial_file, TRIAL_COLUMNS, OPTIONAL_TRIAL_COLUMNS))
+    trials = _normalise_ids(_read_parquet(trial_file, TRIALS))
     trials["status"] = trials["status"].astype(str)
     trials.insert(0, "sweep", sweep)
 
     complete = trials.loc[trials["status"] == COMPLETE, "trial_id"].tolist()
     episodes, evals = [], []
     for trial_id in complete:
-        ep_path = _trial_table(trial_file, trial_id, "episodes")
-        ev_path = _trial_table(trial_file, trial_id, "evals")
-        episodes.append(_read_parquet(ep_path, EPISODE_COLUMNS, OPTIONAL_EPISODE_COLUMNS))
-        ev = _read_parquet(ev_path, EVAL_COLUMNS, OPTIONAL_EVAL_COLUMNS)
+        ep_path = _trial_table(trial_file, layout.episodes_path(trial_id), trial_id)
+        ev_path = _trial_table(trial_file, layout.evals_path(trial_id), trial_id)
+        episodes.append(_read_parquet(ep_path, EPISODES))
+        ev = _read_parquet(ev_path, EVALS)
         if ev.empty:
             raise ResultsError(
                 f"{ev_path}: has no rows, but trial {trial_id} is marked complete (every "
@@ -193,18 +194,18 @@ def _load_one(
         evals.append(ev)
     return (
         trials,
-        _concat(episodes, EPISODE_COLUMNS, OPTIONAL_EPISODE_COLUMNS, sweep),
-        _concat(evals, EVAL_COLUMNS, OPTIONAL_EVAL_COLUMNS, sweep),
-        _unfinished(folder, len(trials)),
+        _concat(episodes, EPISODES, sweep),
+        _concat(evals, EVALS, sweep),
+        _unfinished(layout, len(trials)),
     )
 
 
-def _unfinished(folder: Path, recorded: int) -> str | None:
+def _unfinished(layout: FolderLayout, recorded: int) -> str | None:
     """A line saying that the folder's sweep has trials without a row, and why, from its
     manifest.json (what `dqn-sweep run` planned, and whether the run ended); None when all
     have one, or the manifest cannot say."""
     try:
-        run = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["runs"][-1]
+        run = json.loads(layout.manifest_path.read_text(encoding="utf-8"))["runs"][-1]
         planned = int(run["trials"])
     except (OSError, ValueError, LookupError, TypeError):
         return None  # an older or hand-made folder: nothing to compare with
@@ -217,20 +218,15 @@ def _unfinished(folder: Path, recorded: int) -> str | None:
     else:
         why = "its last run did not train them"
     return (
-        f"{folder}: {planned - recorded} of {planned} trials have no result yet ({why}); "
+        f"{layout.root}: {planned - recorded} of {planned} trials have no result yet ({why}); "
         "rerun the `dqn-sweep run` command in its manifest.json to resume"
     )
 
 
-def _concat(
-    frames: list[pd.DataFrame], required: Sequence[str], optional: Sequence[str], sweep: str
-) -> pd.DataFrame:
+def _concat(frames: list[pd.DataFrame], table: Table, sweep: str) -> pd.DataFrame:
     """Concatenate per-trial tables (possibly none) and add the ``sweep`` column first."""
     non_empty = [frame for frame in frames if not frame.empty]
-    if non_empty:
-        out = pd.concat(non_empty, ignore_index=True)
-    else:
-        out = pd.DataFrame({column: pd.Series(dtype=object) for column in (*required, *optional)})
+    out = pd.concat(non_empty, ignore_index=True) if non_empty else table.empty()
     out = _normalise_ids(out)
     out.insert(0, "sweep", sweep)
     return out
@@ -287,9 +283,8 @@ def load_results(paths: str | Path | Sequence[str | Path]) -> Results:
         {"episode_return": np.float64, "episode_length": np.int64, "wall_s": np.float64}
     )
     evals = evals.astype({"env_step": np.int64})
-    float_evals = ("eval_return_mean", "eval_return_std", *OPTIONAL_EVAL_COLUMNS)
-    evals = evals.astype(dict.fromkeys(float_evals, np.float64))
-    trials = trials.astype(dict.fromkeys(OPTIONAL_TRIAL_COLUMNS, np.float64))
+    evals = evals.astype(dict.fromkeys(FLOAT_EVAL_COLUMNS, np.float64))
+    trials = trials.astype(dict.fromkeys(FLOAT_TRIAL_COLUMNS, np.float64))
 
     # Keep trials in the order of trials.parquet (the spec's grid order), which sets the order of
     # configurations in legends; within a trial, rows in time order.

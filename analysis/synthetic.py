@@ -1,9 +1,12 @@
-"""Synthetic results folders in the contract layout, for tests, benchmarks and demos.
+"""Synthetic results folders, for tests, benchmarks and demos, that follow the contract of
+`analysis.schema` as strictly as the real ones: every column of a real trials.parquet, episodes
+and evals file, with the real dtypes (`analysis.schema.check_folder(..., strict=True)` passes).
 
 The runs are CartPole-like: an episode's return equals its length (1 per step, capped at 500),
 and each configuration learns along a logistic curve, larger networks earlier, with seed-level
-noise. Nothing is trained; the point is realistic tables (episodes of very different lengths,
-an evaluation every `eval_every` steps) written as real Parquet files.
+noise. Nothing is trained, so there is no models/ folder (the analysis never reads weights); the
+point is realistic tables (episodes of very different lengths, an evaluation every `eval_every`
+steps) written as real Parquet files, each one atomically.
 """
 
 from __future__ import annotations
@@ -17,10 +20,46 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.schema import (
+    AGENT_COLUMNS,
+    EPISODES,
+    EVALS,
+    TRIALS,
+    FolderLayout,
+    write_bytes_atomic,
+    write_parquet_atomic,
+)
 from analysis.stats import FloatArray
 
 MAX_RETURN = 500.0
 MIN_RETURN = 8.0
+EVAL_EPISODES = 10
+FINISHED_AT = "2026-01-01T00:00:00+00:00"
+"""The time every synthetic row says it was written: fixed, so that a folder is reproducible."""
+
+SETTINGS: dict[str, str | int | float | bool | None] = {
+    "network": "mlp",
+    "lr": 1e-3,
+    "gamma": 0.99,
+    "batch_size": 64,
+    "buffer_size": 100_000,
+    "learning_starts": 1_000,
+    "train_every": 256,
+    "gradient_steps": 128,
+    "target_update_every": 10,
+    "tau": 1.0,
+    "loss": "huber",
+    "double": False,
+    "dueling": False,
+    "epsilon_start": 1.0,
+    "epsilon_end": 0.04,
+    "epsilon_decay_steps": 8_000,
+    "epsilon_schedule": "linear",
+    "max_grad_norm": 10.0,
+    "hidden_sizes": "64x64",
+}
+"""The agent settings a synthetic trial records where its label does not set them: plausible
+values, not necessarily `AgentConfig`'s defaults (the analysis cannot import dqn_agent)."""
 
 
 def _progress(steps: FloatArray, midpoint: float, width: float) -> FloatArray:
@@ -33,13 +72,24 @@ def _trial_id(sweep: str, config: str, seed: int) -> str:
     return hashlib.sha256(f"{sweep}|{config}|{seed}".encode()).hexdigest()[:12]
 
 
-def _hidden_sizes(config: str) -> str:
-    """The ``hidden_sizes`` text of a label such as ``hidden_sizes=64x64,lr=0.001``."""
+def _settings(config: str) -> dict[str, Any]:
+    """`SETTINGS`, with the values that a label such as ``dueling,hidden_sizes=64x64,lr=0.001``
+    sets (parts that are not ``setting=value``, such as a variant's name, name nothing)."""
+    settings: dict[str, Any] = dict(SETTINGS)
     for part in config.split(","):
-        key, _, value = part.partition("=")
-        if key == "hidden_sizes":
-            return value
-    return "64x64"
+        key, equals, text = part.partition("=")
+        if not equals or key not in SETTINGS:
+            continue
+        dtype = TRIALS.column(key).dtype
+        if dtype in ("int64", "Int64"):
+            settings[key] = int(text)
+        elif dtype == "float64":
+            settings[key] = float(text)
+        elif dtype in ("bool", "boolean"):
+            settings[key] = text.lower() in ("true", "1", "yes")
+        else:
+            settings[key] = text
+    return settings
 
 
 def _episodes(
@@ -100,6 +150,8 @@ def _evals(
         q[0] = loss[0] = np.nan
         frame["q_mean"] = q
         frame["td_loss"] = loss
+    else:  # as a run that logged none: the columns stay, as in every real folder
+        frame["q_mean"] = frame["td_loss"] = np.full(steps.size, np.nan)
     return frame
 
 
@@ -127,47 +179,77 @@ def write_sweep(
         eval_every: evaluation interval in env steps.
         env_id: environment id written in every row.
         n_failed: extra trials of the first configuration marked failed (no episode files).
-        with_q: whether the eval tables carry ``q_mean`` and ``td_loss``.
+        with_q: whether Q statistics were logged; without, ``q_mean`` and ``td_loss`` are NaN
+            throughout.
         seed: seed of the generator behind all the noise.
     """
+    assert set(SETTINGS) == {c.name for c in AGENT_COLUMNS} | {"hidden_sizes"}, "see SETTINGS"
     rng = np.random.default_rng(seed)
-    folder = root / name
-    (folder / "episodes").mkdir(parents=True, exist_ok=True)
-    (folder / "evals").mkdir(exist_ok=True)
+    layout = FolderLayout(root / name)
+    layout.episodes_dir.mkdir(parents=True, exist_ok=True)
+    layout.evals_dir.mkdir(exist_ok=True)
     trials: list[dict[str, Any]] = []
     for rank, config in enumerate(configs):
         midpoint = env_steps * max(0.15, 0.6 - 0.2 * rank)
+        settings = _settings(config)
         for seed_i in range(n_seeds + (n_failed if rank == 0 else 0)):
             trial_id = _trial_id(name, config, seed_i)
             ids: dict[str, str | int] = {
                 "trial_id": trial_id,
                 "config": config,
-                "hidden_sizes": _hidden_sizes(config),
+                "hidden_sizes": settings["hidden_sizes"],
                 "seed": seed_i,
                 "env_id": env_id,
             }
+            row: dict[str, Any] = {
+                **settings,
+                **ids,
+                "group_size": 1,
+                "host": "synthetic",
+                "node_id": "",
+                "device": "cpu",
+                "attempts": 1,
+                "finished_at": FINISHED_AT,
+                "budget_env_steps": env_steps,
+                "budget_episodes": None,
+                "eval_every_steps": eval_every,
+                "eval_episodes": EVAL_EPISODES,
+            }
             if seed_i >= n_seeds:
                 failed = {"status": "failed", "error": "RuntimeError: synthetic failure"}
-                trials.append({**ids, "lr": 1e-3, **failed, "wall_s": 1.0, "env_steps": np.nan})
+                figures = {"final_eval_return": np.nan, "n_episodes": 0, "wall_s": 1.0}
+                trials.append({**row, **failed, **figures, "env_steps": 0, "env_steps_per_s": 0.0})
                 continue
             mid = midpoint * float(rng.lognormal(0.0, 0.1))  # some seeds learn sooner
             width = env_steps * 0.06
             sps = float(rng.uniform(700.0, 900.0))
             episodes = _episodes(rng, env_steps, mid, width, sps)
             evals = _evals(rng, env_steps, eval_every, mid, width, sps, with_q)
-            for table, frame in (("episodes", episodes), ("evals", evals)):
-                for column, value in reversed(ids.items()):
-                    frame.insert(0, column, value)
-                frame.to_parquet(folder / table / f"{trial_id}.parquet", index=False)
+            ends = episodes["env_step"].to_numpy()
+            evals["episodes_done"] = np.searchsorted(ends, evals["env_step"], side="right")
+            for path, table, frame in (
+                (layout.episodes_path(trial_id), EPISODES, episodes),
+                (layout.evals_path(trial_id), EVALS, evals),
+            ):
+                frame = frame.assign(**ids)
+                write_parquet_atomic(table.conform(frame, where=path), path)
             done = {"status": "complete", "error": "", "wall_s": env_steps / sps}
-            trials.append(
-                {**ids, "lr": 1e-3, **done, "env_steps": env_steps, "env_steps_per_s": sps}
-            )
-    pd.DataFrame.from_records(trials).to_parquet(folder / "trials.parquet", index=False)
+            figures = {
+                "final_eval_return": float(evals["eval_return_mean"].iloc[-1]),
+                "n_episodes": len(episodes),
+                "env_steps": env_steps,
+                "env_steps_per_s": sps,
+            }
+            trials.append({**row, **done, **figures})
+    index = TRIALS.conform(pd.DataFrame.from_records(trials), where=layout.trials_path)
+    write_parquet_atomic(index, layout.trials_path)
     grid = ", ".join(configs)
-    (folder / "spec.yaml").write_text(
+    spec = (
         f"name: {name}\nenv: {env_id}\nseeds: {n_seeds}\nbudget: {{env_steps: {env_steps}}}\n"
-        f"eval: {{every_steps: {eval_every}, episodes: 10}}\n# synthetic grid: {grid}\n"
+        f"eval: {{every_steps: {eval_every}, episodes: {EVAL_EPISODES}}}\n"
+        f"# synthetic grid: {grid}\n"
     )
-    (folder / "manifest.json").write_text(json.dumps({"synthetic": True, "seed": seed}) + "\n")
-    return folder
+    write_bytes_atomic(layout.spec_path, spec.encode())
+    manifest = json.dumps({"synthetic": True, "seed": seed}) + "\n"
+    write_bytes_atomic(layout.manifest_path, manifest.encode())
+    return layout.root

@@ -12,11 +12,11 @@
 A run holds `FolderLock` (the file `.<name>.lock` beside the folder) from its resume check to
 its end, so one run at a time writes a folder.
 
-Every file is written under a temporary name starting with '.' in its own folder and then
-renamed over the final name, so a file that exists is whole, and readers of a folder of Parquet
-files (which skip names starting with '.' or '_') never see a half-written one. A trial's data
-files are all written before trials.parquet marks it complete, so a driver killed at any point
-leaves either a complete trial or one that a rerun trains again.
+The file names, the tables' columns and dtypes and the atomic writer belong to
+`analysis.schema`, which the analysis reads folders with; this module decides what is written
+when. Every file is written under a temporary name and renamed, so a file that exists is whole.
+A trial's data files are all written before trials.parquet marks it complete, so a driver killed
+at any point leaves either a complete trial or one that a rerun trains again.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import subprocess
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,12 +43,24 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analysis.schema import (
+    AGENT_COLUMNS,
+    EPISODES,
+    EVALS,
+    IDENTITY_COLUMNS,
+    TRIALS,
+    FolderLayout,
+    SchemaError,
+    remove_temp_files,
+    write_bytes_atomic,
+    write_parquet_atomic,
+)
 from dqn_agent import ADDED_SETTINGS, AgentConfig, TrialSpec, hidden_sizes_text, save_weights
+from dqn_agent.training import EPISODE_COLUMNS, EVAL_COLUMNS
 from sweeps.plan import expand
 from sweeps.spec import InputError, SpecError, SweepSpec, load_spec
 
 PACKAGES = ("torch", "gymnasium", "ray", "numpy", "pandas", "pyarrow", "dqn-sweeps")
-_TEMP_SUFFIX = ".tmp"
 
 
 class ResumeError(InputError):
@@ -157,25 +169,9 @@ class TrialOutcome:
         return float(self.evals["eval_return_mean"].iloc[-1])
 
 
-class ResultsFolder:
-    """Where each file of a sweep's results lives; reading only."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.spec_path = self.root / "spec.yaml"
-        self.manifest_path = self.root / "manifest.json"
-        self.trials_path = self.root / "trials.parquet"
-        self.episodes_dir = self.root / "episodes"
-        self.evals_dir = self.root / "evals"
-        self.models_dir = self.root / "models"
-
-    def data_files(self, trial_id: str) -> tuple[Path, Path, Path]:
-        """The episodes, evals and model files of one trial."""
-        return (
-            self.episodes_dir / f"{trial_id}.parquet",
-            self.evals_dir / f"{trial_id}.parquet",
-            self.models_dir / f"{trial_id}.pt",
-        )
+class ResultsFolder(FolderLayout):
+    """Where each file of a sweep's results lives (`analysis.schema.FolderLayout`), and what a
+    rerun reads of it; reading only."""
 
     def read_rows(self) -> dict[str, dict[str, Any]]:
         """The rows of trials.parquet by trial id (none if there is no such file yet)."""
@@ -377,11 +373,12 @@ class ResultsStore:
         With `fresh`, an existing results folder is removed first (only one holding a
         spec.yaml: `check_resume` refuses anything else).
         """
+        check_agent_tables()
         root = folder.root
         if fresh and folder.spec_path.exists():
             _remove_tree(root)
         root.mkdir(parents=True, exist_ok=True)
-        _remove_temp_files(root)
+        remove_temp_files(root)
         # spec.yaml first: a folder holding it is a results folder, which a later run may resume
         # or clear with --fresh, wherever this one is stopped.
         write_bytes_atomic(folder.spec_path, spec.text.encode("utf-8"))
@@ -416,8 +413,12 @@ class ResultsStore:
         if outcome.status == "complete":
             assert outcome.episodes is not None and outcome.evals is not None
             assert outcome.state_dict is not None
-            write_parquet_atomic(_with_id_types(outcome.episodes), episodes_path)
-            write_parquet_atomic(_with_id_types(outcome.evals), evals_path)
+            # Conformed to the contract: an empty table (no episode finished) would otherwise
+            # store its text columns as nulls, which clash with the other files of the folder.
+            write_parquet_atomic(
+                EPISODES.conform(outcome.episodes, where=episodes_path), episodes_path
+            )
+            write_parquet_atomic(EVALS.conform(outcome.evals, where=evals_path), evals_path)
             save_weights(
                 model_path,
                 state_dict=outcome.state_dict,
@@ -443,7 +444,8 @@ class ResultsStore:
 
     def _write_rows(self) -> None:
         rows = sorted(self._rows.values(), key=lambda r: self._order.get(r["trial_id"], 1 << 30))
-        write_parquet_atomic(trials_table(rows), self.folder.trials_path)
+        path = self.folder.trials_path
+        write_parquet_atomic(TRIALS.from_rows(rows, where=path), path)
 
 
 def trial_row(outcome: TrialOutcome) -> dict[str, Any]:
@@ -480,38 +482,14 @@ def trial_row(outcome: TrialOutcome) -> dict[str, Any]:
     return row
 
 
-def _column_types() -> dict[str, str]:
-    types = {
-        "trial_id": "str",
-        "config": "str",
-        "hidden_sizes": "str",
-        "seed": "int64",
-        "env_id": "str",
-        "status": "str",
-        "error": "str",
-        "final_eval_return": "float64",
-        "n_episodes": "int64",
-        "wall_s": "float64",
-        "group_size": "Int64",  # missing in rows written before the column existed
-        "env_steps": "int64",
-        "env_steps_per_s": "float64",
-        "host": "str",
-        "node_id": "str",
-        "device": "str",
-        "attempts": "int64",
-        "finished_at": "str",
+def agent_column_types() -> dict[str, str]:
+    """The trials columns that `AgentConfig`'s fields call for (all but ``hidden_sizes``, an
+    identity column), typed from their annotations; a None (e.g. no clipping) is missing."""
+    return {
+        key: _pandas_type(hint)
+        for key, hint in typing.get_type_hints(AgentConfig).items()
+        if key != "hidden_sizes"
     }
-    # Agent hyperparameters typed from their annotations; a None (e.g. no clipping) is missing.
-    for key, hint in typing.get_type_hints(AgentConfig).items():
-        if key != "hidden_sizes":
-            types[key] = _pandas_type(hint)
-    types |= {
-        "budget_env_steps": "Int64",
-        "budget_episodes": "Int64",
-        "eval_every_steps": "int64",
-        "eval_episodes": "int64",
-    }
-    return types
 
 
 def _pandas_type(hint: Any) -> str:
@@ -526,56 +504,41 @@ def _pandas_type(hint: Any) -> str:
     return "str"
 
 
-COLUMN_TYPES = _column_types()
+def check_agent_tables() -> None:
+    """Check that the agent's settings and tables are the ones `analysis.schema` declares (it
+    cannot import dqn_agent): one column per `AgentConfig` field, of the type its annotation
+    calls for; the meaning of absence of each setting in `ADDED_SETTINGS`; the columns of the
+    episode and eval tables that training returns. Called before a run writes anything.
 
-
-def trials_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The trials index with fixed column types (so every rewrite has the same schema)."""
-    table = pd.DataFrame(list(rows), columns=list(COLUMN_TYPES))
-    return table.astype(COLUMN_TYPES)
-
-
-_ID_TYPES = {"trial_id": "str", "config": "str", "hidden_sizes": "str", "seed": "int64"}
-
-
-def _with_id_types(table: pd.DataFrame) -> pd.DataFrame:
-    # An empty table (no episode finished) would otherwise store its text columns as nulls,
-    # a schema that clashes with the other files when the folder is read at once.
-    return table.astype({**_ID_TYPES, "env_id": "str"})
-
-
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{_TEMP_SUFFIX}")
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Have `write` fill a hidden temporary file next to `path`, then rename it over `path`."""
-    tmp = _temp_name(path)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(data)
-
-    write_atomic(path, write)
-
-
-def write_parquet_atomic(table: pd.DataFrame, path: Path) -> None:
-    write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
-
-
-def _remove_temp_files(root: Path) -> None:
-    """Delete temporary files a killed writer left behind (never a finished file)."""
-    for path in root.rglob(f".*{_TEMP_SUFFIX}"):
-        path.unlink(missing_ok=True)
+    Raises:
+        SchemaError: naming each setting or column on which the two disagree.
+    """
+    problems = []
+    declared = {column.name: column.dtype for column in AGENT_COLUMNS}
+    wanted = agent_column_types()
+    for key in [*wanted, *(k for k in declared if k not in wanted)]:
+        if declared.get(key) != wanted.get(key):
+            problems.append(
+                f"agent setting {key!r}: AgentConfig calls for {wanted.get(key) or 'no column'}, "
+                f"analysis.schema.AGENT_COLUMNS declares {declared.get(key) or 'none'}"
+            )
+    for key, default in ADDED_SETTINGS.items():
+        if key in declared and TRIALS.column(key).fill != default:
+            problems.append(
+                f"agent setting {key!r}: a folder without it ran {default!r} (ADDED_SETTINGS), "
+                f"but analysis.schema fills {TRIALS.column(key).fill!r}"
+            )
+    ids = len(IDENTITY_COLUMNS)
+    for table, columns in ((EPISODES, EPISODE_COLUMNS), (EVALS, EVAL_COLUMNS)):
+        declared_columns = dict(list(table.dtypes.items())[ids:])
+        if declared_columns != columns:
+            problems.append(
+                f"{table.name}: training writes {columns}, analysis.schema declares "
+                f"{declared_columns}"
+            )
+    if problems:
+        problems.append("the results contract is analysis.schema: declare the change there")
+        raise SchemaError(problems)
 
 
 def _remove_tree(root: Path) -> None:
