@@ -34,8 +34,9 @@ from typing import Any
 import ray
 
 from sweeps.plan import expand, machine_cpus
-from sweeps.runner import run_sweep, run_unit
+from sweeps.runner import RunOptions, run_sweep
 from sweeps.spec import load_spec, parse_spec
+from sweeps.task import run_unit
 
 TRIVIAL = """\
 name: trivial
@@ -87,7 +88,7 @@ def in_process(text: str, n_trials: int) -> dict[str, float]:
     spec = parse_spec(text, source="trivial.yaml")
     trials = expand(spec)[:n_trials]
     start = time.perf_counter()
-    outcomes = [o for trial in trials for o in run_unit([trial], 1, None)]
+    outcomes = [o for trial in trials for o in run_unit([trial], 1)]
     wall = time.perf_counter() - start
     trained = sum(o.wall_s for o in outcomes)
     return {
@@ -104,7 +105,8 @@ def sweep_figures(text: str | None, spec_path: Path | None, cpus: int) -> dict[s
     ray_start_s = _start_ray(cpus)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        report = run_sweep(spec, out=out, quiet=True, stream=io.StringIO(), command=["bench"])
+        options = RunOptions(out=Path(out), quiet=True, stream=io.StringIO(), command=["bench"])
+        report = run_sweep(spec, options)
         wall = time.perf_counter() - start
     ray.shutdown()
     assert report.exit_code == 0 and len(report.outcomes) == spec.n_trials

@@ -1,14 +1,15 @@
 """Sweeps of DQN trials on Ray: spec, plan, runner, store, command line.
 
-    from sweeps.runner import run_sweep
+    from sweeps.runner import RunOptions, run_sweep
     from sweeps.spec import load_spec
-    report = run_sweep(load_spec("sweeps/specs/smoke.yaml"), out="results")
+    report = run_sweep(load_spec("sweeps/specs/smoke.yaml"), RunOptions(out=Path("results")))
     report.exit_code  # 0 all complete, 1 some failed, 130 interrupted
 
-`sweeps.spec` reads and checks a spec (`load_spec`, `SweepSpec`, `SpecError`); `sweeps.plan`
-expands it into `dqn_agent.TrialSpec`s grouped into units of work (`expand`, `make_plan`);
-`sweeps.store` owns the results folder (`ResultsFolder`, `ResultsStore`, `check_resume`);
-`sweeps.runner` runs a plan on Ray (`run_sweep`, and `run_unit`, the plain function each Ray
-task calls); `sweeps.cli` is the `dqn-sweep` command. Only `sweeps.runner` imports Ray, so
-checking a spec does not pay for it.
+One concept a file: `spec` reads and checks a spec; `plan` expands it into `dqn_agent.TrialSpec`s
+grouped into units of work; `runner` runs a sweep (`run_sweep`, `RunOptions`); `session` is the
+Ray session and the checks of the cluster it finds; `task` is the plain function each Ray task
+calls; `scheduler` submits tasks and collects them (a cap in flight, retries, Ctrl-C);
+`display` shows progress and the summary; `progress` is the actor tasks report env steps to;
+`store` owns the results folder; `cli` is the `dqn-sweep` command. `validate` imports neither
+Ray nor torch, so checking a spec does not pay for them.
 """

@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sweeps.spec import InputError, SweepSpec
 
@@ -36,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
     run.add_argument(
-        "--out", default="results", help="parent folder of the results (default: results)"
+        "--out",
+        type=Path,
+        default=Path("results"),
+        help="parent folder of the results (default: results)",
     )
     run.add_argument(
         "--address",
@@ -156,22 +160,21 @@ def _print_warnings(spec: SweepSpec) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     # Ray is imported only by the commands that need it: `validate` stays quick.
-    from sweeps.runner import run_sweep
+    from sweeps.runner import RunOptions, run_sweep
     from sweeps.spec import load_spec
 
     spec = load_spec(args.spec)
     _print_warnings(spec)
-    report = run_sweep(
-        spec,
+    options = RunOptions(
         out=args.out,
         address=args.address,
         fresh=args.fresh,
         max_in_flight=args.max_in_flight,
         group_size=args.group_size,
         quiet=args.quiet,
-        command=["dqn-sweep", *args.argv],
+        command=("dqn-sweep", *args.argv),
     )
-    return report.exit_code
+    return run_sweep(spec, options).exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -234,15 +234,8 @@ def make_plan(
     tasks on GPUs keeps each configuration's seeds together (`gpu_units`); otherwise each unit
     holds up to `group_size` seeds of one configuration, in spec order.
     """
-    if group_size is not None and group_size < 1:
-        raise InputError(f"--group-size {group_size}: give an integer >= 1")
+    check_group_size(spec, group_size)
     episodes = spec.budget.episodes is not None
-    if group_size is not None and group_size > 1 and episodes:
-        # Agents of a group finish their episodes at different steps, so they cannot share one.
-        raise InputError(
-            f"--group-size {group_size}: {spec.source} sets budget.episodes, which trains one "
-            "seed per task; use budget.env_steps to group seeds, or --group-size 1"
-        )
     trials = expand(spec)
     todo = [trial for trial in trials if trial.trial_id not in complete]
     if group_size is None and episodes:
@@ -254,6 +247,18 @@ def make_plan(
     else:
         units = group_units(todo, group_size)
     return Plan(trials=tuple(trials), units=tuple(units))
+
+
+def check_group_size(spec: SweepSpec, group_size: int | None) -> None:
+    """Refuse a `group_size` that `make_plan` could not plan for `spec` (`InputError`)."""
+    if group_size is not None and group_size < 1:
+        raise InputError(f"--group-size {group_size}: give an integer >= 1")
+    if group_size is not None and group_size > 1 and spec.budget.episodes is not None:
+        # Agents of a group finish their episodes at different steps, so they cannot share one.
+        raise InputError(
+            f"--group-size {group_size}: {spec.source} sets budget.episodes, which trains one "
+            "seed per task; use budget.env_steps to group seeds, or --group-size 1"
+        )
 
 
 def tasks_that_fit(resources: Resources, *, cpus: float, gpus: float = 0.0) -> int:

@@ -1,25 +1,29 @@
 """Faults: a worker killed mid-trial, a trial that raises, Ctrl-C, a driver killed mid-sweep.
 
-Failures are injected through the runner's test hooks (`DQN_SWEEPS_KILL_ONCE`,
-`DQN_SWEEPS_FAIL_TRIAL`) or by signals, and the results folder is checked afterwards: exactly one
-complete set of rows per trial, failures recorded with their traceback, nothing written twice.
+Failures are injected from outside the package: the run is given a training function of this
+module that raises or kills its own worker (`RunOptions.train`, which the tasks call), or the
+driver gets a signal. The results folder is checked afterwards: exactly one complete set of rows
+per trial, failures recorded with their traceback, nothing written twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from dqn_agent import Progress, TrialResult, TrialSpec, train_group
 from sweeps.cli import main
-from sweeps.runner import FAIL_ENV, KILL_ENV, run_sweep
+from sweeps.runner import RunOptions, run_sweep
 from sweeps.spec import load_spec
 from sweeps.store import ResultsFolder, TrialOutcome
 from tests.conftest import TINY_SPEC, write_spec
@@ -31,6 +35,40 @@ SPEC = TINY_SPEC.replace("name: tiny", "name: faults")
 # Longer trials (a second or two each), so that a driver killed after the first is recorded
 # still has trials running.
 LONGER_SPEC = SPEC.replace("env_steps: 300", "env_steps: 800")
+
+
+def _die_on_first_attempt(
+    markers: Path,
+    specs: Sequence[TrialSpec],
+    *,
+    progress: Callable[[Progress], None] | None = None,
+) -> list[TrialResult]:
+    """Training whose worker SIGKILLs itself at its first progress report, on each task's first
+    attempt: a file in `markers` named after the task's first trial records that it did.
+
+    The workers import this module to call it (Ray pickles module-level functions by name);
+    pytest put the repository's root on the driver's sys.path, which Ray gives its workers."""
+    marker = markers / specs[0].trial_id
+    if marker.exists():
+        return train_group(specs, progress=progress)
+
+    def die(_: Progress) -> None:
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return train_group(specs, progress=die)
+
+
+FAILING_CONFIG = "hidden_sizes=8"
+
+
+def _fail_one_config(
+    specs: Sequence[TrialSpec], *, progress: Callable[[Progress], None] | None = None
+) -> list[TrialResult]:
+    """Training that raises for the configuration FAILING_CONFIG, as a bug in training would."""
+    if specs[0].label == FAILING_CONFIG:
+        raise RuntimeError(f"injected failure: {specs[0].label} seed {specs[0].seed}")
+    return train_group(specs, progress=progress)
 
 
 def _assert_one_complete_set(folder: Path, n_trials: int) -> pd.DataFrame:
@@ -46,17 +84,15 @@ def _assert_one_complete_set(folder: Path, n_trials: int) -> pd.DataFrame:
     return trials
 
 
-def test_a_worker_killed_mid_trial_is_retried_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_worker_killed_mid_trial_is_retried_once(tmp_path: Path) -> None:
     markers = tmp_path / "kill-markers"
     markers.mkdir()
-    monkeypatch.setenv(KILL_ENV, str(markers))
-    spec = write_spec(tmp_path, SPEC.replace("[[16], [8]]", "[[16]]"))
-    # One task per trial: the hook kills each task's first worker once (the default plan would
+    spec = load_spec(write_spec(tmp_path, SPEC.replace("[[16], [8]]", "[[16]]")))
+    # One task per trial: each task's first worker kills itself once (the default plan would
     # train both seeds of this tiny network in one task).
-    args = ["run", str(spec), "--out", str(tmp_path / "out"), "--group-size", "1"]
-    assert main(args) == 0
+    die_once = functools.partial(_die_on_first_attempt, markers)
+    options = RunOptions(out=tmp_path / "out", group_size=1, train=die_once)
+    assert run_sweep(spec, options).exit_code == 0
     trials = _assert_one_complete_set(tmp_path / "out" / "faults", 2)
     # Every trial's first worker died with SIGKILL mid-trial; Ray ran it a second time.
     assert len(list(markers.iterdir())) == 2
@@ -64,18 +100,17 @@ def test_a_worker_killed_mid_trial_is_retried_once(
 
 
 def test_a_trial_that_raises_is_recorded_and_the_others_complete(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec, out = write_spec(tmp_path, SPEC), tmp_path / "out"
-    monkeypatch.setenv(FAIL_ENV, "hidden_sizes=8")
-    assert main(["run", str(spec), "--out", str(out)]) == 1
+    spec, out = load_spec(write_spec(tmp_path, SPEC)), tmp_path / "out"
+    assert run_sweep(spec, RunOptions(out=out, train=_fail_one_config)).exit_code == 1
     printed = capsys.readouterr().out
     trials = pd.read_parquet(out / "faults" / "trials.parquet").set_index("trial_id")
     failed = trials[trials["status"] == "failed"]
-    assert set(failed["config"]) == {"hidden_sizes=8"} and len(failed) == 2
+    assert set(failed["config"]) == {FAILING_CONFIG} and len(failed) == 2
     assert (failed["group_size"] == 2).all()  # both seeds in one task, by the default plan
     for trial_id, error in failed["error"].items():
-        assert error.startswith(f"RuntimeError: {FAIL_ENV} injected a failure")
+        assert error.startswith(f"RuntimeError: injected failure: {FAILING_CONFIG} seed 0")
         assert "(seeds 0, 1 trained together in this task: its error fails each)" in error
         assert "Traceback (most recent call last)" in error
         assert f"FAILED    {trial_id}" in printed
@@ -84,8 +119,7 @@ def test_a_trial_that_raises_is_recorded_and_the_others_complete(
     assert set(episodes["config"]) == {"hidden_sizes=16"}
 
     # Without the injected failure, a rerun trains just the two failed trials.
-    monkeypatch.delenv(FAIL_ENV)
-    assert main(["run", str(spec), "--out", str(out)]) == 0
+    assert run_sweep(spec, RunOptions(out=out)).exit_code == 0
     assert "2 already complete, 2 to train" in capsys.readouterr().out
     _assert_one_complete_set(out / "faults", 4)
 
@@ -104,14 +138,14 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
 
     # Tasks of two seeds, one at a time: the interrupt comes while the driver is writing the
     # first task's results, before the second task is submitted.
-    report = run_sweep(
-        spec,
+    options = RunOptions(
         out=out,
         group_size=2,
         max_in_flight=1,
         on_outcome=interrupt,
         command=["dqn-sweep", "run", "x"],
     )
+    report = run_sweep(spec, options)
     assert report.interrupted and report.exit_code == 130
     assert "To resume, run again: dqn-sweep run x" in capsys.readouterr().out
     done = ResultsFolder(out / "faults").complete_ids()
@@ -121,7 +155,7 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
     assert {o.spec.seed for o in report.outcomes if o.spec.label == interrupted_config} == {0, 1}
     assert len(done) == 2
 
-    again = run_sweep(spec, out=out)
+    again = run_sweep(spec, RunOptions(out=out))
     assert again.exit_code == 0 and again.n_skipped == len(done)
     _assert_one_complete_set(out / "faults", 4)
 

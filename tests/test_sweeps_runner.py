@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -12,12 +13,16 @@ import pytest
 import ray
 import torch
 
+from dqn_agent import TrialResult, TrialSpec
 from sweeps.cli import main
+from sweeps.display import LiveDisplay
 from sweeps.plan import expand, make_plan
 from sweeps.progress import read_board, start_board
-from sweeps.runner import _check_cuda, _check_reachable, _LiveReporter, _run_unit_task, run_sweep
+from sweeps.runner import RunOptions, run_sweep
+from sweeps.session import _check_cuda, _check_reachable
 from sweeps.spec import InputError, Resources, load_spec, parse_spec
 from sweeps.store import TrialOutcome
+from sweeps.task import run_unit
 from tests.conftest import TINY_SPEC, write_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_instance")]  # Ray, training
@@ -158,7 +163,8 @@ class _Terminal(io.StringIO):
 
 def test_a_terminal_gets_a_live_progress_display(tmp_path: Path) -> None:
     terminal = _Terminal()
-    report = run_sweep(load_spec(write_spec(tmp_path, SPEC)), out=tmp_path / "out", stream=terminal)
+    options = RunOptions(out=tmp_path / "out", stream=terminal)
+    report = run_sweep(load_spec(write_spec(tmp_path, SPEC)), options)
     assert report.exit_code == 0
     shown = terminal.getvalue()
     assert "trials 4/4" in shown and "1,200/1,200 steps" in shown  # 4 trials x 300 steps
@@ -171,7 +177,7 @@ def test_a_task_reports_its_env_steps_while_it_trains(tmp_path: Path) -> None:
     unit = make_plan(spec, group_size=2).units[0]
     board = start_board()
     heard: list[int] = []
-    ref = _run_unit_task.remote(unit, 1, None, board)
+    ref = ray.remote(run_unit).remote(unit, 1, board)
     while not ray.wait([ref], timeout=0.05)[0]:
         heard += read_board(board).values()
     assert [o.status for o in ray.get(ref)] == ["complete", "complete"]
@@ -181,16 +187,33 @@ def test_a_task_reports_its_env_steps_while_it_trains(tmp_path: Path) -> None:
     ray.kill(board)
 
 
+def test_a_task_uses_as_many_torch_threads_as_cores_it_reserved() -> None:
+    threads: list[int] = []
+
+    def spy(specs: Sequence[TrialSpec], *, progress: object = None) -> list[TrialResult]:
+        threads.append(torch.get_num_threads())
+        return []
+
+    trial = expand(parse_spec(SPEC))[0]
+    before = torch.get_num_threads()
+    try:
+        for cpus in (2.0, 2.5, 0.5):
+            run_unit([trial], cpus, train=spy)
+    finally:
+        torch.set_num_threads(before)
+    assert threads == [2, 2, 1]  # whole cores, at least one
+
+
 def test_the_live_display_counts_the_steps_of_running_tasks() -> None:
-    reporter = _LiveReporter(2, 600, _Terminal())
-    reporter.update(running=2, steps=250)
-    assert reporter.progress.tasks[0].completed == 250
+    display = LiveDisplay(2, 600, _Terminal())
+    display.update(running=2, steps=250)
+    assert display.progress.tasks[0].completed == 250
     spec = parse_spec(SPEC)
     first = TrialOutcome(spec=expand(spec)[0], status="failed", error="boom")
-    reporter.finished(first)  # a failed trial's budget counts as done: the bar still fills
-    reporter.update(running=1, steps=200)
-    assert reporter.progress.tasks[0].completed == 300 + 200
-    reporter.close()
+    display.finished(first)  # a failed trial's budget counts as done: the bar still fills
+    display.update(running=1, steps=200)
+    assert display.progress.tasks[0].completed == 300 + 200
+    display.close()
 
 
 def test_an_address_nobody_answers_is_named_with_where_it_came_from() -> None:

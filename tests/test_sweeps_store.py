@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
+from analysis.schema import check_folder, write_atomic, write_bytes_atomic
 from dqn_agent import load
 from sweeps.cli import EXIT_BAD_INPUT, main
 from sweeps.plan import expand
-from sweeps.runner import run_unit
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.store import (
     FolderInUseError,
@@ -27,9 +27,8 @@ from sweeps.store import (
     TrialOutcome,
     check_resume,
     provenance,
-    write_atomic,
-    write_bytes_atomic,
 )
+from sweeps.task import run_unit
 
 SPEC = """\
 name: store
@@ -93,6 +92,7 @@ def test_a_recorded_trial_has_its_files_and_row(
     assert policy.config == outcomes[0].spec.agent
     assert (tmp_path / "spec.yaml").read_text() == SPEC
     assert _hidden_files(tmp_path) == []
+    check_folder(tmp_path, strict=True)  # every column of the contract, with its dtype
 
 
 def test_the_folder_reads_at_once_when_some_trials_finished_no_episode(tmp_path: Path) -> None:
@@ -118,6 +118,7 @@ def test_the_folder_reads_at_once_when_some_trials_finished_no_episode(tmp_path:
     episodes = pd.read_parquet(ResultsFolder(tmp_path).episodes_dir)
     assert len(episodes) == sum(lengths.values())
     assert episodes["episode_return"].dtype == "float64"
+    check_folder(tmp_path, strict=True)
 
 
 def test_the_row_waits_for_the_data_files(
@@ -208,6 +209,7 @@ def test_a_failed_trial_is_a_row_with_its_error(
     assert pd.isna(row["final_eval_return"]) and pd.isna(row["wall_s"])
     assert trials.loc[outcomes[0].spec.trial_id, "error"] == ""
     assert not ResultsFolder(tmp_path).data_files(failed.spec.trial_id)[0].exists()
+    check_folder(tmp_path, strict=True)
 
 
 def test_no_clipping_is_stored_as_missing(tmp_path: Path, outcomes: list[TrialOutcome]) -> None:
@@ -382,23 +384,3 @@ def test_the_manifest_names_the_code_that_ran(tmp_path: Path) -> None:
     assert facts["git_dirty"] == bool(dirty.stdout.strip())
     assert facts["command"] == ["dqn-sweep", "run", "spec.yaml"]
     assert facts["packages"]["torch"] == torch.__version__
-
-
-def test_a_task_uses_as_many_torch_threads_as_cores_it_reserved(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    threads: list[int] = []
-
-    def spy(specs: object, progress: object = None) -> list[object]:
-        threads.append(torch.get_num_threads())
-        return []
-
-    monkeypatch.setattr("sweeps.runner.train_group", spy)
-    trial = expand(_spec())[0]
-    before = torch.get_num_threads()
-    try:
-        for cpus in (2.0, 2.5, 0.5):
-            run_unit([trial], cpus, None)
-    finally:
-        torch.set_num_threads(before)
-    assert threads == [2, 2, 1]  # whole cores, at least one
