@@ -10,6 +10,7 @@ grouped into units of work; `runner` runs a sweep (`run_sweep`, `RunOptions`); `
 Ray session and the checks of the cluster it finds; `task` is the plain function each Ray task
 calls; `scheduler` submits tasks and collects them (a cap in flight, retries, Ctrl-C);
 `display` shows progress and the summary; `progress` is the actor tasks report env steps to;
-`store` owns the results folder; `cli` is the `dqn-sweep` command. `validate` imports neither
-Ray nor torch, so checking a spec does not pay for them.
+`store` writes the results folder, `resume` checks what a rerun may keep, `lock` keeps one run
+at a time, `provenance` records versions and the commit; `cli` is the `dqn-sweep` command.
+`validate` imports neither Ray nor torch, so checking a spec does not pay for them.
 """

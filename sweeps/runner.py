@@ -18,19 +18,14 @@ from typing import TextIO
 
 from dqn_agent import train_group
 from sweeps.display import describe_plan, make_display, print_summary
+from sweeps.lock import FolderLock
 from sweeps.plan import check_group_size, expand, make_plan
+from sweeps.provenance import provenance
+from sweeps.resume import check_resume, check_writable
 from sweeps.scheduler import Finished, run_units
 from sweeps.session import ray_session
 from sweeps.spec import SweepSpec
-from sweeps.store import (
-    FolderLock,
-    ResultsFolder,
-    ResultsStore,
-    TrialOutcome,
-    check_resume,
-    check_writable,
-    provenance,
-)
+from sweeps.store import ResultsFolder, ResultsStore, TrialOutcome
 from sweeps.task import Train
 
 

@@ -9,8 +9,9 @@
       evals/<trial_id>.parquet     one row per greedy evaluation
       models/<trial_id>.pt         final weights with their config
 
-A run holds `FolderLock` (the file `.<name>.lock` beside the folder) from its resume check to
-its end, so one run at a time writes a folder.
+A run holds `sweeps.lock.FolderLock` from its resume check to its end, so one run at a time
+writes a folder; `sweeps.resume` decides what a rerun may keep; `sweeps.provenance` says where
+and with what a run happened.
 
 The file names, the tables' columns and dtypes and the atomic writer belong to
 `analysis.schema`, which the analysis reads folders with; this module decides what is written
@@ -21,20 +22,13 @@ at any point leaves either a complete trial or one that a rerun trains again.
 
 from __future__ import annotations
 
-import datetime as dt
-import fcntl
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import shutil
-import socket
-import subprocess
-import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -58,85 +52,12 @@ from analysis.schema import (
 from dqn_agent import ADDED_SETTINGS, AgentConfig, TrialSpec, hidden_sizes_text, save_weights
 from dqn_agent.training import EPISODE_COLUMNS, EVAL_COLUMNS
 from sweeps.plan import expand
-from sweeps.spec import InputError, SpecError, SweepSpec, load_spec
-
-PACKAGES = ("torch", "gymnasium", "ray", "numpy", "pandas", "pyarrow", "dqn-sweeps")
+from sweeps.provenance import now
+from sweeps.spec import InputError, SweepSpec
 
 
 class ResumeError(InputError):
     """The results folder holds trials that the new spec would change or drop (exit code 2)."""
-
-
-class FolderInUseError(InputError):
-    """Another run is writing the same results folder (exit code 2)."""
-
-
-class FolderLock:
-    """One writer per results folder: an exclusive lock, held from the resume check to the end
-    of the run (a context manager).
-
-    The lock is taken on a file beside the folder (`.<name>.lock`, in --out), not in it, so
-    that `--fresh` can delete and recreate the folder while holding it. The operating system
-    releases the lock if the process dies, so a killed run never leaves the folder locked. The
-    file is removed at the end, and so is an --out folder the lock had to create, if nothing
-    else was written there. `flock` locks are local to a machine: on a network file system,
-    runs on two machines are not kept apart.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.path = root.with_name(f".{root.name}.lock")
-        self._made = [p for p in [root.parent, *root.parent.parents] if not p.exists()]
-        try:
-            root.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self._acquire(root)
-        except OSError as exc:
-            self._remove_made()
-            raise ResumeError(f"{root}: cannot lock the results folder ({exc})") from None
-
-    def _acquire(self, root: Path) -> typing.TextIO:
-        while True:
-            file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                file.seek(0)
-                holder = file.read().strip() or "another process"
-                file.close()
-                self._remove_made()
-                raise FolderInUseError(
-                    f"{root}: another run is writing this results folder ({holder}); wait for "
-                    "it to finish or stop it, or give this run another --out"
-                ) from None
-            except BaseException:
-                file.close()
-                raise
-            # A run that was releasing the lock may have removed the file we opened: then the
-            # lock we hold is on a file no one else can find. Take it again on the new file.
-            if self.path.exists() and os.stat(self.path).st_ino == os.fstat(file.fileno()).st_ino:
-                break
-            file.close()
-        file.truncate(0)
-        file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-        file.flush()
-        return file
-
-    def release(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self._file.close()  # closing the file releases the lock
-        self._remove_made()
-
-    def _remove_made(self) -> None:
-        for folder in self._made:  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:
-                return  # not empty (results in it) or gone: keep it
-
-    def __enter__(self) -> FolderLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 @dataclass(frozen=True)
@@ -192,7 +113,7 @@ class ResultsFolder(FolderLayout):
         # A folder written before a setting existed ran every trial with its default.
         for row in rows.values():
             for key, default in ADDED_SETTINGS.items():
-                if row.get(key) is None or _is_nan(row[key]) or row[key] == "nan":
+                if row.get(key) is None or row[key] != row[key] or row[key] == "nan":  # NaN != NaN
                     row[key] = default
         return rows
 
@@ -203,149 +124,6 @@ class ResultsFolder(FolderLayout):
             for trial_id, row in self.read_rows().items()
             if row["status"] == "complete" and all(p.exists() for p in self.data_files(trial_id))
         }
-
-
-def check_writable(root: Path) -> None:
-    """Refuse, before anything is written, a results folder that could not be written: one
-    that is a file, or lies in one, or where permission is lacking (for it or for its lock)."""
-    if not root.exists():
-        _check_can_create(root)
-        return
-    if not root.is_dir():
-        raise ResumeError(f"{root} exists and is not a folder; choose another --out")
-    if not os.access(root, os.W_OK | os.X_OK) or not os.access(root.parent, os.W_OK | os.X_OK):
-        raise ResumeError(f"{root}: no permission to write there; choose another --out")
-
-
-def _check_can_create(root: Path) -> None:
-    parent = root.parent
-    while not parent.exists():  # the folders `mkdir -p` would make
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ResumeError(f"--out: {parent} is a file, not a folder; choose another --out")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ResumeError(
-            f"--out: no permission to create folders in {parent}; choose another --out"
-        )
-
-
-def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[str]:
-    """Check that running `spec` into `folder` keeps every trial there; reads, never writes.
-
-    A rerun may add seeds, grid values or variants; it may not change or drop a trial that has
-    results in the folder (a new shared hyperparameter, budget, eval or env changes them all),
-    since the folder's spec.yaml must describe every result it holds. Trials without results
-    (failed, or never run) may be dropped: `ResultsStore.open` then moves their rows from
-    trials.parquet to the manifest. Returns the ids of complete trials.
-    """
-    root = folder.root
-    check_writable(root)
-    if not root.exists():
-        return set()
-    if not folder.spec_path.exists():
-        if any(not name.startswith(".") for name in os.listdir(root)):
-            raise ResumeError(
-                f"{root} is not empty and holds no spec.yaml, so it is not a dqn-sweep results "
-                "folder; choose another --out or sweep name (--fresh never deletes such a folder)"
-            )
-        return set()
-    if fresh:
-        return set()
-    try:
-        stored = load_spec(folder.spec_path)
-    except SpecError as exc:
-        raise ResumeError(
-            f"{exc}\nthe spec stored in {root} no longer checks, so its trials cannot be matched; "
-            "rerun with --fresh to start over, or give the spec a new name"
-        ) from None
-    rows = folder.read_rows()
-    complete = folder.complete_ids()
-    new = {trial.trial_id: trial.label for trial in expand(spec)}
-    old = {trial.trial_id: trial.label for trial in expand(stored)}
-    old.update({trial_id: str(row["config"]) for trial_id, row in rows.items()})
-    stale = [t for t, label in old.items() if t in complete and new.get(t) != label]
-    if stale:
-        raise ResumeError(_refusal(root, stored, spec, stale, rows, old, new))
-    return complete
-
-
-def _refusal(
-    root: Path,
-    stored: SweepSpec,
-    spec: SweepSpec,
-    stale: Sequence[str],
-    rows: Mapping[str, Mapping[str, Any]],
-    old: Mapping[str, str],
-    new: Mapping[str, str],
-) -> str:
-    changes = diff(stored.describe(), spec.describe())
-    if not changes:
-        # Same spec, other ids: the agent's defaults (or the id scheme) changed since the run.
-        changes = ["(no key of the spec changed: the trials were made with other agent defaults)"]
-        changes += _row_changes(spec, [rows[t] for t in stale if t in rows][:1])
-    dropped = sorted(t for t in stale if t not in new)
-    relabelled = sorted(t for t in stale if t in new)
-    lines = [
-        f"{root}: refusing to run {spec.source}: it would change trials already in this folder.",
-        f"What changed ({root / 'spec.yaml'} -> {spec.source}):",
-        *(f"  {line}" for line in changes),
-    ]
-    if dropped:
-        lines.append(
-            f"{len(dropped)} trial(s) with results in this folder are not in the new spec "
-            f"(e.g. {', '.join(dropped[:3])}); trials without results (failed, or not run yet) "
-            "may be dropped."
-        )
-    if relabelled:
-        t = relabelled[0]
-        lines.append(
-            f"{len(relabelled)} trial(s) would keep their settings but change label, which is "
-            f"written in the folder's files ({old[t]!r} -> {new[t]!r}): a new grid axis or the "
-            "first variants relabel every trial."
-        )
-    lines += [
-        "To proceed: rerun with --fresh to start over in an empty folder (deletes these results),",
-        "or give the spec a new `name` to keep both sweeps.",
-    ]
-    return "\n".join(lines)
-
-
-def _row_changes(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    by_label = {point.label: point.agent for point in spec.configs}
-    lines = []
-    for row in rows:
-        agent = by_label.get(str(row["config"]))
-        if agent is None:
-            continue
-        for key, value in agent.to_dict().items():
-            stored = row.get(key)
-            if key == "hidden_sizes":
-                value = hidden_sizes_text(value)
-            elif value is None:
-                value = math.nan
-            if stored != value and not (_is_nan(stored) and _is_nan(value)):
-                lines.append(f"agent.{key}: {stored!r} in trials.parquet -> {value!r} now")
-    return lines
-
-
-def _is_nan(value: object) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
-def diff(old: object, new: object, path: str = "") -> list[str]:
-    """Key paths where two plain-data trees differ, as 'path: old -> new' lines."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        lines = []
-        for key in [*old, *(k for k in new if k not in old)]:
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in new:
-                lines.append(f"{sub}: {old[key]!r} -> (removed)")
-            elif key not in old:
-                lines.append(f"{sub}: (absent) -> {new[key]!r}")
-            else:
-                lines += diff(old[key], new[key], sub)
-        return lines
-    return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
 
 
 class ResultsStore:
@@ -565,42 +343,3 @@ def _plain(value: Any) -> Any:
 
 def _json_bytes(data: object) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
-
-
-def now() -> str:
-    """The current time in UTC, ISO 8601 to the second."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def provenance(command: Sequence[str]) -> dict[str, Any]:
-    """Where and with what a run happens: package versions, git commit, host, Python."""
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "command": list(command),
-        "host": socket.gethostname(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "executable": sys.executable,
-        "packages": versions,
-        **_git_state(Path(__file__).resolve().parent),
-    }
-
-
-def _git_state(where: Path) -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain") if commit else None
-    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}

@@ -16,18 +16,12 @@ import torch
 from analysis.schema import check_folder, write_atomic, write_bytes_atomic
 from dqn_agent import load
 from sweeps.cli import EXIT_BAD_INPUT, main
+from sweeps.lock import FolderInUseError, FolderLock
 from sweeps.plan import expand
+from sweeps.provenance import provenance
+from sweeps.resume import check_resume
 from sweeps.spec import SweepSpec, parse_spec
-from sweeps.store import (
-    FolderInUseError,
-    FolderLock,
-    ResultsFolder,
-    ResultsStore,
-    ResumeError,
-    TrialOutcome,
-    check_resume,
-    provenance,
-)
+from sweeps.store import ResultsFolder, ResultsStore, ResumeError, TrialOutcome
 from sweeps.task import run_unit
 
 SPEC = """\
