@@ -35,7 +35,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
 
 from analysis.schema import (
     AGENT_COLUMNS,
@@ -50,7 +49,7 @@ from analysis.schema import (
     write_parquet_atomic,
 )
 from dqn_agent import ADDED_SETTINGS, AgentConfig, TrialSpec, hidden_sizes_text, save_weights
-from dqn_agent.training import EPISODE_COLUMNS, EVAL_COLUMNS
+from dqn_agent.training import EPISODE_COLUMNS, EVAL_COLUMNS, TrialResult
 from sweeps.plan import expand
 from sweeps.provenance import now
 from sweeps.spec import InputError, SweepSpec
@@ -62,32 +61,36 @@ class ResumeError(InputError):
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """What a task hands back for one trial: plain, picklable data; the driver writes the files."""
+    """What a task hands back for one trial: how it ran and, if it completed, the trainer's
+    `TrialResult` (tables, weights, figures). Plain, picklable data; the driver writes the files."""
 
     spec: TrialSpec
     status: Literal["complete", "failed"]
+    result: TrialResult | None = None
+    """The trainer's result of a complete trial; None for a failed one."""
     error: str = ""
     """Message and traceback of a failed trial; empty when complete."""
-    episodes: pd.DataFrame | None = None
-    evals: pd.DataFrame | None = None
-    state_dict: dict[str, torch.Tensor] | None = None
-    obs_dim: int = 0
-    n_actions: int = 0
-    wall_s: float = math.nan
-    """Seconds the task that trained the trial took: shared by the `group_size` seeds in it."""
     group_size: int = 1
     """Seeds of the configuration trained together with this one, in one task (itself included)."""
-    env_steps: int = 0
     host: str = ""
     node_id: str = ""
     attempts: int = 1
     """Times Ray started the task (more than 1 after a worker process died)."""
 
     @property
+    def wall_s(self) -> float:
+        """Seconds the task that trained the trial took: shared by the `group_size` seeds in it."""
+        return math.nan if self.result is None else self.result.wall_s
+
+    @property
+    def env_steps(self) -> int:
+        return 0 if self.result is None else self.result.env_steps
+
+    @property
     def final_eval_return(self) -> float:
-        if self.evals is None or self.evals.empty:
+        if self.result is None or self.result.evals.empty:
             return math.nan
-        return float(self.evals["eval_return_mean"].iloc[-1])
+        return float(self.result.evals["eval_return_mean"].iloc[-1])
 
 
 class ResultsFolder(FolderLayout):
@@ -188,22 +191,21 @@ class ResultsStore:
         """Write a finished trial's data files, then its row in trials.parquet."""
         trial_id = outcome.spec.trial_id
         episodes_path, evals_path, model_path = self.folder.data_files(trial_id)
-        if outcome.status == "complete":
-            assert outcome.episodes is not None and outcome.evals is not None
-            assert outcome.state_dict is not None
+        result = outcome.result
+        if result is not None:
             # Conformed to the contract: an empty table (no episode finished) would otherwise
             # store its text columns as nulls, which clash with the other files of the folder.
             write_parquet_atomic(
-                EPISODES.conform(outcome.episodes, where=episodes_path), episodes_path
+                EPISODES.conform(result.episodes, where=episodes_path), episodes_path
             )
-            write_parquet_atomic(EVALS.conform(outcome.evals, where=evals_path), evals_path)
+            write_parquet_atomic(EVALS.conform(result.evals, where=evals_path), evals_path)
             save_weights(
                 model_path,
-                state_dict=outcome.state_dict,
-                config=outcome.spec.agent,
-                env_id=outcome.spec.env_id,
-                obs_dim=outcome.obs_dim,
-                n_actions=outcome.n_actions,
+                state_dict=result.state_dict,
+                config=result.spec.agent,
+                env_id=result.spec.env_id,
+                obs_dim=result.obs_dim,
+                n_actions=result.n_actions,
             )
         else:
             # A trial is recorded only if it was not complete (complete ones are never planned
@@ -239,7 +241,7 @@ def trial_row(outcome: TrialOutcome) -> dict[str, Any]:
         "status": outcome.status,
         "error": outcome.error,
         "final_eval_return": outcome.final_eval_return,
-        "n_episodes": 0 if outcome.episodes is None else len(outcome.episodes),
+        "n_episodes": 0 if outcome.result is None else len(outcome.result.episodes),
         "wall_s": outcome.wall_s,
         "group_size": outcome.group_size,
         "env_steps": outcome.env_steps,

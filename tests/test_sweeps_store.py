@@ -75,8 +75,8 @@ def test_a_recorded_trial_has_its_files_and_row(
     )
     assert list(trials["hidden_sizes"]) == ["16", "16", "8", "8"]
     for row, outcome in zip(trials.itertuples(), outcomes, strict=True):
-        assert outcome.evals is not None
-        assert row.final_eval_return == outcome.evals["eval_return_mean"].iloc[-1]
+        assert outcome.result is not None
+        assert row.final_eval_return == outcome.result.evals["eval_return_mean"].iloc[-1]
         assert row.env_steps == 200 and row.wall_s == outcome.wall_s > 0
         assert row.env_steps_per_s == pytest.approx(200 / outcome.wall_s)
     episodes = pd.read_parquet(folder.episodes_dir)
@@ -105,8 +105,8 @@ def test_the_folder_reads_at_once_when_some_trials_finished_no_episode(tmp_path:
     lengths = {}
     for trial in expand(spec):
         for outcome in run_unit([trial], 1, None):
-            assert outcome.episodes is not None
-            lengths[trial.trial_id] = len(outcome.episodes)
+            assert outcome.result is not None
+            lengths[trial.trial_id] = len(outcome.result.episodes)
             store.record(outcome)
     assert lengths[min(lengths)] == 0 and sum(lengths.values()) > 0  # the case named above
     episodes = pd.read_parquet(ResultsFolder(tmp_path).episodes_dir)
