@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup demo test check lint unit bench bench-learning bench-gpu docker-demo docker-test docker-clean clean
+.PHONY: setup demo test check lint unit bench bench-learning bench-gpu docker-demo docker-test cluster-test docker-clean clean
 
 $(BIN)/dqn-sweep: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,9 +61,17 @@ bench-learning: setup
 docker-demo: setup
 	docker/e2e.sh
 
-# Only the container tests (`make test` runs them too).
+# Only the container tests (`make test` runs them too): the compose cluster, Ray's launcher on
+# this machine (docker/cluster-local.yaml), the cluster configs.
 docker-test: setup
-	$(BIN)/pytest -q tests/test_docker_e2e.py tests/test_docker_cluster_config.py
+	$(BIN)/pytest -q tests/test_docker_e2e.py tests/test_docker_launcher.py \
+		tests/test_docker_cluster_config.py
+
+# Only the cluster tests: the README's cluster snippet, a two-node cluster from the venv, the
+# launcher on this machine (`make test` runs them too).
+cluster-test: setup
+	$(BIN)/pytest -q tests/test_cluster_snippet.py tests/test_sweeps_cluster.py \
+		tests/test_docker_launcher.py
 
 docker-clean:
 	-docker rmi dqn-sweeps:cpu dqn-sweeps-base:bookworm

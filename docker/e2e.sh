@@ -21,7 +21,8 @@
 # DQN_COMPOSE_PROJECT (dqn-sweeps-e2e), DQN_COMPOSE ("docker compose" or "docker-compose"),
 # DQN_WHEELHOUSE (1: build offline from wheels of the host venv when it fits; 0: from PyPI),
 # DQN_BUILD_FLAGS (more `docker build` flags, e.g. --no-cache), DQN_KEEP (1: `all` leaves the
-# cluster running), DQN_E2E_STATE (build/docker-e2e).
+# cluster running), DQN_E2E_STATE (build/docker-e2e), DQN_REUSE_IMAGE (1: `image` keeps an image
+# built from the same inputs instead of building again; the test modules share one build so).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -184,9 +185,37 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
         >"$here/wheels/constraints-venv.txt"
 }
 
+# A digest of everything a build of the image reads: the base image, the build context (the
+# paths .dockerignore allows), the host's CA certificates and the venv's packages (both copied
+# in), the build settings. Stored as a label of the image, so that a later step can tell whether
+# the image it finds is the one this tree would build.
+image_inputs_digest() {
+    local base="$1" line paths=()
+    while IFS= read -r line; do
+        [[ "$line" == '!'* ]] && paths+=("${line#!}")
+    done <"$repo/.dockerignore"
+    {
+        docker image inspect --format '{{.Id}}' "$base" 2>/dev/null || echo "$base"
+        printf '%s\n' "${DQN_BUILD_FLAGS:-}" "${DQN_WHEELHOUSE:-1}" "$wheels_dir"
+        cat "$repo/.dockerignore"
+        (cd "$repo" && find "${paths[@]%/}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' \
+            ! -path '*.egg-info/*' -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+        cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true
+        ls "$wheels_dir" 2>/dev/null || true
+        "$repo/.venv/bin/pip" freeze --exclude-editable 2>/dev/null || true
+    } | sha256sum | cut -c1-64
+}
+
 step_image() {
-    local base args=() start size f
+    local base args=() start size f digest
     base="$(cat "$state/base-image" 2>/dev/null || echo python:3.11-slim)"
+    digest="$(image_inputs_digest "$base")"
+    if [[ "${DQN_REUSE_IMAGE:-0}" == 1 ]] &&
+        [[ "$(docker image inspect "$image" \
+            --format '{{index .Config.Labels "dqn-sweeps.inputs"}}' 2>/dev/null)" == "$digest" ]]; then
+        log "$image was built from these inputs already: not built again"
+        return 0
+    fi
     # Build-time inputs that must never be committed (both folders are ignored by git): the
     # host's extra CA certificates and local wheels. Only what is added here is removed after.
     ls -A "$here/wheels" "$here/extra-ca-certs" >"$state/context.before"
@@ -209,7 +238,7 @@ step_image() {
     log "docker build $image (base $base) ${flags[*]}"
     start=$(date +%s)
     docker build -f "$here/Dockerfile" --build-arg BASE_IMAGE="$base" "${args[@]}" "${flags[@]}" \
-        -t "$image" "$repo" >"$state/build.log" 2>&1 || {
+        --label dqn-sweeps.inputs="$digest" -t "$image" "$repo" >"$state/build.log" 2>&1 || {
         tail -30 "$state/build.log" >&2
         log "docker build failed (log: $state/build.log)"
         return 1

@@ -7,7 +7,9 @@
 # An existing non-empty token is kept, so running it again is harmless. The file is ignored by
 # git and the build context; compose hands it to the containers as the secret `ray_token`
 # (mounted at /run/secrets/ray_token, read through RAY_AUTH_TOKEN_PATH). The containers run as
-# $DQN_UID (default 1000): when root makes the token it gives the file to that uid.
+# $DQN_UID:$DQN_GID (default 1000:1000): when root makes the token it gives the file to that
+# user and lets that group read it too (mode 640), because Ray's cluster launcher, logged in as
+# root on a node, hands every file it copies there to root and keeps only the group.
 # To talk to the cluster from the host (ray job submit, the dashboard):
 #   export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$PWD/docker/.secrets/ray_token"
 set -euo pipefail
@@ -29,8 +31,10 @@ if [[ ! -s "$token_file" ]]; then
     mv "$tmp" "$token_file"
     echo "make-token.sh: new Ray auth token in $token_file" >&2
 fi
-chmod 0600 "$token_file"
 if [[ $(id -u) -eq 0 ]]; then
     chown "${DQN_UID:-1000}:${DQN_GID:-1000}" "$token_file"
+    chmod 0640 "$token_file"
+else
+    chmod 0600 "$token_file"
 fi
 echo "$token_file"
