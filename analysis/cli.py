@@ -11,6 +11,7 @@ Building the parsers imports no numerical library: the handlers import what they
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -129,6 +130,22 @@ def _bad_input(err: Exception) -> int:
     return EXIT_BAD_INPUT
 
 
+def _unwritable(out: Path) -> str | None:
+    """Why figures could not be written to the folder `out` (made if missing), or None."""
+    if out.exists() and not out.is_dir():
+        return f"--out: {out} exists and is not a folder; choose another --out"
+    existing = out
+    while not existing.exists() and existing != existing.parent:  # what `mkdir -p` would make
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"--out: {existing} is a file, not a folder; choose another --out"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        reason = "a read-only file system" if read_only else "no permission"
+        return f"{existing}: cannot write there ({reason}); choose another --out"
+    return None
+
+
 def plot_command(args: argparse.Namespace) -> int:
     """Handler of ``dqn-sweep plot``: render every figure and list the files written."""
     from analysis.load import ResultsError, load_results  # pandas and matplotlib: see module doc
@@ -137,6 +154,13 @@ def plot_command(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.results[0] / "plots"
     try:
         results = load_results(args.results)
+    except (ResultsError, ValueError) as err:
+        return _bad_input(err)
+    problem = _unwritable(out)
+    if problem is not None:  # said before the figures are drawn, which takes seconds
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
         paths = render_all(
             results,
             out,
@@ -152,6 +176,10 @@ def plot_command(args: argparse.Namespace) -> int:
         )
     except (ResultsError, ValueError) as err:
         return _bad_input(err)
+    except OSError as err:  # the checks above cannot foresee a full disk or a quota
+        where = err.filename if err.filename is not None else out
+        print(f"error: cannot write {where}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     notes = [results.failure_note(), results.unfinished_note()]
     if args.metric == "episode":
         notes.append(results.no_episode_note())

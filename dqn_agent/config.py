@@ -118,6 +118,9 @@ class AgentConfig:
         object.__setattr__(self, "hidden_sizes", sizes)
         if not sizes or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in sizes):
             raise ConfigError("hidden_sizes", list(sizes), "a non-empty list of positive integers")
+        if any(h > MAX_INT for h in sizes):
+            allowed = "a non-empty list of positive integers up to 2**63 - 1"
+            raise ConfigError("hidden_sizes", list(sizes), allowed)
         _check_range("lr", self.lr, low=0.0, low_open=True)
         _check_range("gamma", self.gamma, low=0.0, high=1.0)
         _check_range("tau", self.tau, low=0.0, high=1.0, low_open=True)
@@ -197,9 +200,15 @@ def _check_range(
         raise ConfigError(name, value, f"numbers in {left}{lo}, {hi}")
 
 
+MAX_INT = 2**63 - 1
+"""Largest integer setting: the results tables store integers as 64-bit signed numbers."""
+
+
 def _check_int(name: str, value: object, *, minimum: int, section: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(name, value, f"integers >= {minimum}", section=section)
+    if value > MAX_INT:
+        raise ConfigError(name, value, f"integers from {minimum} to 2**63 - 1", section=section)
 
 
 DEFAULT_ENV_STEPS = 50_000

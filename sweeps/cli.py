@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check a sweep spec and list the configurations it plans"
     )
     validate.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
+    _add_allow_env_imports(validate)
     validate.set_defaults(func=_validate)
 
     run = commands.add_parser(
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train every trial of SPEC not yet complete in OUT/<name>; a rerun resumes.",
     )
     run.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
+    _add_allow_env_imports(run)
     run.add_argument(
         "--out",
         type=Path,
@@ -80,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_allow_env_imports(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-env-imports",
+        action="store_true",
+        help="accept an env of the form 'module:EnvId', which imports the module and so runs "
+        "its code: only for specs you trust",
+    )
+
+
 def _add_analysis_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `plot` and `summary` from the analysis package, where it provides them."""
     try:
@@ -103,12 +114,11 @@ def _positive_int(text: str) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from sweeps.plan import machine_cpus, make_plan
+    from sweeps.plan import machine_cpus
     from sweeps.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, allow_env_imports=args.allow_env_imports)
     _print_warnings(spec)
-    plan = make_plan(spec)
     budget = (
         f"{spec.budget.env_steps:,} env steps"
         if spec.budget.env_steps is not None
@@ -117,7 +127,7 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"{spec.source}: OK")
     print(
         f"sweep {spec.name!r} on {spec.env_id}: {len(spec.configs)} configuration(s) x "
-        f"{len(spec.seeds)} seed(s) = {len(plan.trials)} trials of {budget} each"
+        f"{len(spec.seeds):,} seed(s) = {spec.n_trials:,} trials of {budget} each"
     )
     for point in spec.configs:
         print(f"  {point.label}")
@@ -163,12 +173,13 @@ def _run(args: argparse.Namespace) -> int:
     from sweeps.runner import RunOptions, run_sweep
     from sweeps.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, allow_env_imports=args.allow_env_imports)
     _print_warnings(spec)
     options = RunOptions(
         out=args.out,
         address=args.address,
         fresh=args.fresh,
+        allow_env_imports=args.allow_env_imports,
         max_in_flight=args.max_in_flight,
         group_size=args.group_size,
         quiet=args.quiet,

@@ -39,14 +39,17 @@ def _check_can_create(root: Path) -> None:
         )
 
 
-def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[str]:
+def check_resume(
+    folder: ResultsFolder, spec: SweepSpec, *, fresh: bool, allow_env_imports: bool = False
+) -> set[str]:
     """Check that running `spec` into `folder` keeps every trial there; reads, never writes.
 
     A rerun may add seeds, grid values or variants; it may not change or drop a trial that has
     results in the folder (a new shared hyperparameter, budget, eval or env changes them all),
     since the folder's spec.yaml must describe every result it holds. Trials without results
     (failed, or never run) may be dropped: `ResultsStore.open` then moves their rows from
-    trials.parquet to the manifest. Returns the ids of complete trials.
+    trials.parquet to the manifest. Returns the ids of complete trials. `allow_env_imports`
+    accepts a stored spec whose env imports a module (`sweeps.spec.load_spec`).
     """
     root = folder.root
     check_writable(root)
@@ -60,9 +63,16 @@ def check_resume(folder: ResultsFolder, spec: SweepSpec, *, fresh: bool) -> set[
             )
         return set()
     if fresh:
+        if root.is_symlink():
+            # Clearing renames the folder away first: that would move the link, not the results.
+            raise ResumeError(
+                f"{root} is a symbolic link (to {os.path.realpath(root)}); --fresh refuses to "
+                "clear a folder through a link: delete its results yourself, or give --out "
+                "a folder that is not a link"
+            )
         return set()
     try:
-        stored = load_spec(folder.spec_path)
+        stored = load_spec(folder.spec_path, allow_env_imports=allow_env_imports)
     except SpecError as exc:
         raise ResumeError(
             f"{exc}\nthe spec stored in {root} no longer checks, so its trials cannot be matched; "

@@ -40,6 +40,8 @@ class RunOptions:
     (or the caller's Ray, if it has one)."""
     fresh: bool = False
     """Delete the sweep's results folder (after the spec checks) and start over."""
+    allow_env_imports: bool = False
+    """Accept a stored spec.yaml whose env is 'module:EnvId' (see `sweeps.spec.load_spec`)."""
     max_in_flight: int | None = None
     """Most tasks submitted at once; None: resources.max_in_flight, else twice the task slots."""
     group_size: int | None = None
@@ -92,7 +94,9 @@ def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> RunReport:
     check_writable(folder.root)
     # Held from the resume check to the end: no other run may change the folder in between.
     with FolderLock(folder.root):
-        complete = check_resume(folder, spec, fresh=options.fresh)
+        complete = check_resume(
+            folder, spec, fresh=options.fresh, allow_env_imports=options.allow_env_imports
+        )
         trials = expand(spec)
         todo = [trial for trial in trials if trial.trial_id not in complete]
         skipped = len(trials) - len(todo)

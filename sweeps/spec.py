@@ -18,6 +18,7 @@ import difflib
 import itertools
 import math
 import re
+import reprlib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from dqn_agent import (
     hidden_sizes_text,
     make_env,
 )
+from dqn_agent.config import MAX_INT
 
 TOP_KEYS = ("name", "env", "seeds", "budget", "eval", "agent", "grid", "variants", "resources")
 REQUIRED_KEYS = {
@@ -50,10 +52,26 @@ EVAL_KEYS = tuple(f.name for f in dataclasses.fields(EvalSettings))
 RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_in_flight")
 AGENT_SECTIONS = ("agent", "grid", "variants")
 MAX_SEED = 2**63
+"""Seeds are stored as 64-bit signed integers in the results."""
 MAX_SEED_COUNT = 1_000_000
 """Most seeds a count may ask for (a list may name any seeds): far past any sweep, and low enough
 that a typo is an error message, not a machine out of memory."""
-"""Seeds are stored as 64-bit signed integers in the results."""
+MAX_TRIALS = 1_000_000
+"""Most trials a sweep may have (variants x grid x seeds), counted from the spec's shape before
+anything is expanded, so that a typo in a grid is an error message, not a machine out of memory."""
+MIN_RESOURCE = 1e-4
+"""Smallest fraction of a CPU or GPU a task may ask for: Ray's resource precision."""
+MAX_SPEC_BYTES = 16 * 2**20
+"""Largest spec file read (a spec is a few hundred bytes; this bounds what reading can cost)."""
+MAX_YAML_VALUES = 2_000_000
+"""Most values (mappings, lists and scalars) a spec may hold once its YAML aliases are expanded:
+room for a list of `MAX_TRIALS` seeds, far below what nested aliases can expand to."""
+MAX_YAML_DEPTH = 20
+"""Deepest nesting of YAML collections a spec may have (a valid spec needs 6)."""
+MAX_SHOWN_PROBLEMS = 20
+"""Problems a `SpecError` message lists; the rest are counted."""
+_SHORT = 80
+"""Most characters of a value quoted in a message."""
 
 # Folder names and variant names end up in paths and in comma-separated labels.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -71,8 +89,11 @@ class SpecError(InputError):
         self.source = source
         self.problems = list(problems)
         lines = [
-            f"{source}: {path}: {msg}" if path else f"{source}: {msg}" for path, msg in problems
+            f"{source}: {path}: {msg}" if path else f"{source}: {msg}"
+            for path, msg in self.problems[:MAX_SHOWN_PROBLEMS]
         ]
+        if len(self.problems) > MAX_SHOWN_PROBLEMS:
+            lines.append(f"{source}: ... and {len(self.problems) - MAX_SHOWN_PROBLEMS} more")
         super().__init__("\n".join(lines))
 
 
@@ -161,20 +182,90 @@ class SweepSpec:
         }
 
 
-def load_spec(path: str | Path, *, check_env: bool = True) -> SweepSpec:
-    """Read and check the spec at `path`; raises `SpecError` listing every problem found."""
+def load_spec(
+    path: str | Path, *, check_env: bool = True, allow_env_imports: bool = False
+) -> SweepSpec:
+    """Read and check the spec at `path`; raises `SpecError` listing every problem found.
+
+    `allow_env_imports` accepts an `env` of the form 'module:EnvId', which imports the module
+    (running its code) when the environment is made."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_SPEC_BYTES + 1)  # bounded: the path may be a device or a pipe
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(source, [("", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(source, [("", f"cannot be read: {exc}")]) from None
-    return parse_spec(text, source=source, check_env=check_env)
+        raise SpecError(source, [("", f"cannot be read: {_cap(str(exc))}")]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(
+            source, [("", f"larger than {MAX_SPEC_BYTES // 2**20} MB: not a sweep spec")]
+        )
+    return parse_spec(text, source=source, check_env=check_env, allow_env_imports=allow_env_imports)
+
+
+class _LimitError(yaml.MarkedYAMLError):
+    """YAML that parses but is refused: nested too deep, or aliases that expand too far."""
 
 
 class _SafeLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (it would keep the last)."""
+    """YAML's safe loader, refusing a key given twice in one mapping (it would keep the last),
+    nesting deeper than `MAX_YAML_DEPTH`, and aliases that expand past `MAX_YAML_VALUES` values
+    (a few hundred bytes of nested aliases can stand for billions) or into themselves."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nesting = 0
+        # Per node composed (by id; the nodes live as long as the loader): the values it holds
+        # and its depth with aliases expanded, computed as it is composed, so never expanded.
+        self._shape: dict[int, tuple[int, int]] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark = typing.cast(yaml.Mark | None, event.start_mark)  # the pure-Python loader's
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._shape:
+                raise _LimitError(
+                    None,
+                    None,
+                    f"alias *{event.anchor} refers to a value that holds it",
+                    mark,
+                )
+            return typing.cast(yaml.Node, super().compose_node(parent, index))
+        if self._nesting >= MAX_YAML_DEPTH:
+            raise _LimitError(
+                None,
+                None,
+                f"nested deeper than {MAX_YAML_DEPTH} levels (a spec needs a few)",
+                mark,
+            )
+        self._nesting += 1
+        try:
+            node = typing.cast(yaml.Node, super().compose_node(parent, index))
+        finally:
+            self._nesting -= 1
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        shapes = [self._shape[id(child)] for child in children]
+        values = 1 + sum(n for n, _ in shapes)
+        depth = 1 + max((d for _, d in shapes), default=0)
+        if values > MAX_YAML_VALUES or depth > MAX_YAML_DEPTH:
+            what = (
+                f"more than {MAX_YAML_VALUES:,} values"
+                if values > MAX_YAML_VALUES
+                else f"nesting deeper than {MAX_YAML_DEPTH} levels"
+            )
+            raise _LimitError(
+                None, None, f"with its aliases expanded, this value holds {what}", node.start_mark
+            )
+        self._shape[id(node)] = (values, depth)
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
@@ -184,23 +275,35 @@ class _SafeLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, str | int | float | bool) and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                    None, None, f"duplicate key {_short(key)}", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 
-def parse_spec(text: str, *, source: str = "<spec>", check_env: bool = True) -> SweepSpec:
-    """Check a spec given as YAML text. `check_env=False` skips making the environment once."""
+def parse_spec(
+    text: str,
+    *,
+    source: str = "<spec>",
+    check_env: bool = True,
+    allow_env_imports: bool = False,
+) -> SweepSpec:
+    """Check a spec given as YAML text. `check_env=False` skips making the environment once;
+    `allow_env_imports` accepts an `env` of the form 'module:EnvId' (see `load_spec`)."""
     try:
         data = yaml.load(text, Loader=_SafeLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as exc:
         raise SpecError(source, [_yaml_problem(exc)]) from None
+    except RecursionError:  # a safety net: _SafeLoader bounds the nesting it composes
+        raise SpecError(source, [("", f"nested deeper than {MAX_YAML_DEPTH} levels")]) from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        raise SpecError(source, [("", f"YAML does not parse: {_cap(str(exc))}")]) from None
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
         raise SpecError(
             source, [("", f"expected a mapping with keys {', '.join(TOP_KEYS)}; got {got}")]
         )
+    _check_trial_count(data, source)
 
     p = _Problems()
     _check_keys(data, TOP_KEYS, "", p)
@@ -209,7 +312,11 @@ def parse_spec(text: str, *, source: str = "<spec>", check_env: bool = True) -> 
             p.add(key, f"missing; {hint}")
 
     name = _parse_name(data["name"], p) if "name" in data else ""
-    env_id = _parse_env(data["env"], p, check=check_env) if "env" in data else ""
+    env_id = (
+        _parse_env(data["env"], p, check=check_env, allow_imports=allow_env_imports)
+        if "env" in data
+        else ""
+    )
     seeds = _parse_seeds(data["seeds"], p) if "seeds" in data else ()
     budget = _parse_budget(data["budget"], p) if "budget" in data else None
     # Optional sections may be absent or empty (`eval:` with nothing under it).
@@ -264,12 +371,75 @@ class _Problems:
 def _yaml_problem(exc: yaml.YAMLError) -> tuple[str, str]:
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(exc, "problem", None) or str(exc)
+    problem = _cap(getattr(exc, "problem", None) or str(exc))
+    if isinstance(exc, _LimitError):
+        return where, f"{problem}; refused, so that reading a spec stays cheap"
     return where, f"YAML does not parse: {problem}"
 
 
+def _check_trial_count(data: Mapping[Any, Any], source: str) -> None:
+    """Refuse a spec of more than `MAX_TRIALS` trials, counted from its shape (variants x grid
+    x seeds) before anything is expanded. Values the other checks refuse count as one."""
+    seeds = data.get("seeds")
+    grid = data.get("grid")
+    variants = data.get("variants")
+    n_seeds = 1
+    if isinstance(seeds, list) and seeds:
+        n_seeds = len(seeds)
+    elif isinstance(seeds, int) and 1 <= seeds <= MAX_SEED_COUNT:
+        n_seeds = seeds
+    counts: dict[str, int] = {
+        "variants": len(variants) if isinstance(variants, dict) and variants else 1,
+        "grid": math.prod(
+            len(values)
+            for key, values in (grid.items() if isinstance(grid, dict) else ())
+            if key in AGENT_KEYS and isinstance(values, list) and values
+        ),
+        "seeds": n_seeds,
+    }
+    total = math.prod(counts.values())
+    if total <= MAX_TRIALS:
+        return
+    largest = max(counts, key=lambda key: counts[key])
+    shape = " x ".join(f"{n:,}" for n in counts.values())
+    raise SpecError(
+        source,
+        [
+            (
+                largest,
+                f"the spec has {total:,} trials (variants x grid x seeds = {shape}), more than "
+                "a sweep may have "
+                f"({MAX_TRIALS:,}); sweep fewer values or seeds, or split the sweep",
+            )
+        ],
+    )
+
+
+def _short(value: object) -> str:
+    """A value's repr, cut to a short excerpt: a spec's values may be huge (or nested aliases)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= _SHORT else text[: _SHORT - 3] + "..."
+
+
+def _cap(text: str, most: int = 4 * _SHORT) -> str:
+    """Text from elsewhere (an exception, a key) cut to a length a message can hold."""
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 8, 8
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = _SHORT
+
+
+def _key_text(key: object) -> str:
+    """A key as a key path shows it: as written if printable, else escaped; cut if long."""
+    text = str(key)
+    return _cap(text, _SHORT) if text.isprintable() else _short(text)
+
+
 def _join(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
+    shown = _key_text(key)
+    return f"{path}.{shown}" if path else shown
 
 
 # Names other libraries use for the same settings, which spelling alone would not suggest.
@@ -289,7 +459,7 @@ def _check_keys(data: Mapping[Any, Any], allowed: Sequence[str], path: str, p: _
 
 
 def _describe(value: object) -> str:
-    return f"{value!r} (a {type(value).__name__})"
+    return f"{_short(value)} (a {type(value).__name__})"
 
 
 def _is_int(value: object) -> bool:
@@ -297,7 +467,7 @@ def _is_int(value: object) -> bool:
 
 
 def _parse_name(value: object, p: _Problems) -> str:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):  # no newline at the end
         p.add(
             "name",
             f"{_describe(value)} is not a folder-safe name: use letters, digits, '_', '-' and "
@@ -307,17 +477,31 @@ def _parse_name(value: object, p: _Problems) -> str:
     return value
 
 
-def _parse_env(value: object, p: _Problems, *, check: bool) -> str:
+def _parse_env(value: object, p: _Problems, *, check: bool, allow_imports: bool) -> str:
     if not isinstance(value, str) or not value:
         p.add("env", f"{_describe(value)} is not a gymnasium id such as 'CartPole-v1'")
+        return ""
+    if len(value) > 2 * _SHORT:
+        p.add("env", f"{_short(value)} ({len(value):,} characters) is too long for a gymnasium id")
+        return ""
+    if ":" in value and not allow_imports:
+        # gymnasium imports the module before 'module:EnvId' is made: a spec would run code.
+        p.add(
+            "env",
+            f"{_short(value)} names a module to import, which runs its code; refused unless "
+            "you trust the spec and pass --allow-env-imports",
+        )
         return ""
     if check:
         try:
             make_env(value).close()
         except UnsupportedEnvError as exc:
-            p.add("env", str(exc))
+            p.add("env", _cap(str(exc)))
         except Exception as exc:  # gymnasium's own errors, or a 'module:Id' that fails to import
-            p.add("env", f"gymnasium cannot make {value!r}: {type(exc).__name__}: {exc}")
+            p.add(
+                "env",
+                f"gymnasium cannot make {_short(value)}: {type(exc).__name__}: {_cap(str(exc))}",
+            )
     return value
 
 
@@ -325,7 +509,7 @@ def _parse_seeds(value: object, p: _Problems) -> tuple[int, ...]:
     if _is_int(value):
         assert isinstance(value, int)
         if not 1 <= value <= MAX_SEED_COUNT:
-            p.add("seeds", f"{value} is not a count from 1 to {MAX_SEED_COUNT:,}")
+            p.add("seeds", f"{_short(value)} is not a count from 1 to {MAX_SEED_COUNT:,}")
             return ()
         return tuple(range(value))
     if not isinstance(value, list) or not value:
@@ -338,7 +522,7 @@ def _parse_seeds(value: object, p: _Problems) -> tuple[int, ...]:
     seen: dict[int, int] = {}
     for i, seed in enumerate(value):
         if not _is_int(seed) or not 0 <= seed < MAX_SEED:
-            shown = str(seed) if _is_int(seed) else _describe(seed)
+            shown = _short(seed) if _is_int(seed) else _describe(seed)
             p.add(f"seeds[{i}]", f"{shown} is not an integer from 0 to 2**63 - 1")
         elif seed in seen:
             p.add(
@@ -394,7 +578,7 @@ def _build_settings(
 
 def _invalid(error: ConfigError) -> str:
     """What is wrong with the refused value, worded here: the key path names the field."""
-    return f"{error.value!r} is invalid: allowed values are {error.allowed}"
+    return f"{_short(error.value)} is invalid: allowed values are {error.allowed}"
 
 
 def _yaml_number_hint(value: object) -> str:
@@ -407,6 +591,8 @@ def _yaml_number_hint(value: object) -> str:
         return ""
     if not math.isfinite(number):
         return ""
+    if len(value) > _SHORT:
+        return " (a number in quotes, or one YAML reads as text, is text)"
     if not isinstance(yaml.safe_load(value), str):  # unquoted, YAML reads a number
         return f" (a number in quotes is text: write {value} without quotes)"
     shown = f"{int(number)}" if number.is_integer() else repr(number)
@@ -424,29 +610,42 @@ def _parse_resources(value: object, p: _Problems) -> Resources | None:
     ok = True
     for key, number, zero_ok in (("cpus_per_trial", cpus, False), ("gpus_per_trial", gpus, True)):
         is_number = isinstance(number, int | float) and not isinstance(number, bool)
-        if (
-            not is_number
-            or not math.isfinite(number)
-            or number < 0
-            or (number == 0 and not zero_ok)
-        ):
+        if not is_number or not _finite(number) or number < 0 or (number == 0 and not zero_ok):
             allowed = "a number >= 0" if zero_ok else "a number > 0"
             p.add(
                 f"resources.{key}", f"{_describe(number)} is invalid: allowed values are {allowed}"
+            )
+            ok = False
+        elif 0 < number < MIN_RESOURCE:
+            p.add(
+                f"resources.{key}",
+                f"{number:g} is invalid: below {MIN_RESOURCE:g}, the smallest fraction Ray "
+                "schedules" + ("" if not zero_ok else " (0 asks for none)"),
             )
             ok = False
         elif number > 1 and number != int(number):
             # Ray splits a CPU or GPU into fractions but schedules more than one only whole.
             p.add(f"resources.{key}", f"{number} is invalid: above 1 it must be a whole number")
             ok = False
-    if in_flight is not None and (not _is_int(in_flight) or in_flight < 1):
-        p.add("resources.max_in_flight", f"{_describe(in_flight)} is not an integer >= 1")
+    if in_flight is not None and (not _is_int(in_flight) or not 1 <= in_flight <= MAX_INT):
+        p.add(
+            "resources.max_in_flight",
+            f"{_describe(in_flight)} is not an integer from 1 to 2**63 - 1",
+        )
         ok = False
     if not ok:
         return None
     return Resources(
         cpus_per_trial=float(cpus), gpus_per_trial=float(gpus), max_in_flight=in_flight
     )
+
+
+def _finite(number: float) -> bool:
+    """Whether a number is finite; an int too large for a float is not (math.isfinite raises)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 _HINTS = typing.get_type_hints(AgentConfig)
@@ -466,7 +665,7 @@ def _normalize(key: str, value: object, path: str, p: _Problems) -> tuple[bool, 
     if (int in typing.get_args(hint) or hint is int) and isinstance(value, str):
         text_hint = _yaml_number_hint(value)  # 1e5 or "5000": meant as a number, read as text
         if text_hint and float(value).is_integer():
-            p.add(path, f"{value!r} is text, not an integer{text_hint}")
+            p.add(path, f"{_short(value)} is text, not an integer{text_hint}")
             return False, None
     if float in typing.get_args(hint) or hint is float:
         if isinstance(value, str):
@@ -475,6 +674,9 @@ def _normalize(key: str, value: object, path: str, p: _Problems) -> tuple[bool, 
                 value = float(value)
         if _is_int(value):
             assert isinstance(value, int)
+            if not _finite(value):
+                p.add(path, f"{_short(value)} is not a finite number")
+                return False, None
             value = float(value)  # 1 and 1.0 must hash to the same trial id
         if isinstance(value, float) and not math.isfinite(value):
             p.add(path, f"{value} is not a finite number")
@@ -517,21 +719,28 @@ def _parse_grid(value: object, p: _Problems) -> dict[str, tuple[Any, ...]]:
             p.add(path, "empty list: give at least one value, or move the key to agent")
             continue
         axis: list[Any] = []
+        first_of: dict[Any, int] = {}  # index of each hashable value, for long axes
         for i, raw in enumerate(values):
             if key == "hidden_sizes" and _is_int(raw):
                 p.add(
                     f"{path}[{i}]",
-                    f"{raw} is not a list of layer widths: the grid is a list of such lists, "
-                    f"e.g. [[{raw}], [{raw}, {raw}]]",
+                    f"{_short(raw)} is not a list of layer widths: the grid is a list of such "
+                    "lists, e.g. [[64], [64, 64]]",
                 )
                 continue
             ok, normal = _normalize(key, raw, f"{path}[{i}]", p)
             if not ok:
                 continue
-            if normal in axis:
-                first = axis.index(normal)
-                p.add(f"{path}[{i}]", f"duplicate of {path}[{first}] ({_label_value(normal)})")
+            try:
+                first: int | None = first_of.get(normal)
+            except TypeError:  # unhashable (a list inside hidden_sizes): AgentConfig refuses it
+                first = axis.index(normal) if normal in axis else None
+            if first is not None:
+                shown = _cap(_label_value(normal), _SHORT)
+                p.add(f"{path}[{i}]", f"duplicate of {path}[{first}] ({shown})")
                 continue
+            with contextlib.suppress(TypeError):
+                first_of.setdefault(normal, len(axis))
             axis.append(normal)
         grid[key] = tuple(axis)
     return grid
@@ -545,9 +754,13 @@ def _parse_variants(value: object, p: _Problems) -> dict[str, dict[str, Any]]:
         return {}
     variants: dict[str, dict[str, Any]] = {}
     for name, overrides in value.items():
-        path = f"variants.{name}"
-        if not isinstance(name, str) or not _VARIANT_RE.match(name):
-            quote = "" if isinstance(name, str) else f" (YAML read it as {name!r}: quote the name)"
+        path = _join("variants", name)
+        if not isinstance(name, str) or not _VARIANT_RE.fullmatch(name):
+            quote = (
+                ""
+                if isinstance(name, str)
+                else f" (YAML read it as {_short(name)}: quote the name)"
+            )
             p.add(path, f"a variant name uses letters, digits, '_', '-', '+' and '.'{quote}")
             continue
         variants[name] = _parse_overrides(overrides if overrides is not None else {}, path, p)

@@ -109,6 +109,13 @@ class ResultsFolder(FolderLayout):
                 f"{self.root} cannot be matched; restore the file, or rerun with --fresh to "
                 "start over (deletes these results), or give the spec a new name"
             ) from None
+        missing = [name for name in TRIALS.required if name not in table.columns]
+        if missing:
+            raise ResumeError(
+                f"{self.trials_path} lacks the column(s) {', '.join(missing)}, so the trials in "
+                f"{self.root} cannot be matched; restore the file, or rerun with --fresh to "
+                "start over (deletes these results), or give the spec a new name"
+            )
         rows = {
             str(row["trial_id"]): {str(k): v for k, v in row.items()}
             for row in table.to_dict("records")
@@ -322,6 +329,8 @@ def check_agent_tables() -> None:
 
 
 def _remove_tree(root: Path) -> None:
+    if root.is_symlink():  # `check_resume` refuses it first; renaming would move only the link
+        raise ResumeError(f"{root} is a symbolic link; --fresh does not clear through a link")
     # Rename first: a folder is either still whole or gone from its name, never half-deleted.
     doomed = root.with_name(f".{root.name}.deleting-{os.getpid()}")
     os.replace(root, doomed)

@@ -581,3 +581,28 @@ def test_rewording_the_messages_does_not_move_the_blame_for_a_clash(
         parse_spec(text, source="s.yaml", check_env=False)
     [(blamed, message)] = caught.value.problems
     assert (blamed, words in message, "nonsense" in message) == (path, True, False)
+
+
+def test_a_message_lists_twenty_problems_and_counts_the_rest() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(_with(seeds=[-1] * 30), source="s.yaml", check_env=False)
+    assert len(caught.value.problems) == 30  # all kept, for code that reads them
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 21 and lines[-1] == "s.yaml: ... and 10 more"
+
+
+@pytest.mark.parametrize("name", ["tiny\n", "tiny\r", "ti\tny", "tiny\x00"])
+def test_a_name_with_a_control_character_is_refused(name: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(_with(name=name), source="s.yaml", check_env=False)
+    [(where, message)] = caught.value.problems
+    assert where == "name" and "folder-safe" in message
+
+
+def test_integer_settings_past_int64_name_their_key() -> None:
+    text = _with(budget={"env_steps": 2**63}, eval={"every_steps": 2**63 - 1})
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, source="s.yaml", check_env=False)
+    [(where, message)] = caught.value.problems
+    assert where == "budget.env_steps"
+    assert "allowed values are integers from 1 to 2**63 - 1" in message
