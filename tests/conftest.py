@@ -1,4 +1,4 @@
-"""Fixtures shared by the sweep runner's tests: a tiny spec and one local Ray per module."""
+"""Shared by the tests: a tiny spec, one local Ray per module, and the strict mode of CI."""
 
 from __future__ import annotations
 
@@ -6,8 +6,29 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+
+STRICT_ENV = "CI"
+"""Set to ``true`` (as `.ci/run` does), a test that cannot run here fails instead of skipping."""
+
+
+def strict() -> bool:
+    """Whether this run is strict: ``CI`` is ``true`` or ``1`` (any case)."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("true", "1")
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test that this machine cannot run (no Docker engine, no sshd, a port taken...).
+
+    Under ``CI=true`` it fails with the reason instead: CI is where these tests must run, and a
+    CI machine that lost Docker would otherwise stay green while dropping them silently.
+    """
+    if strict():
+        pytest.fail(f"{reason} (CI=true: a test that cannot run fails here)", pytrace=False)
+    pytest.skip(reason)
+
 
 TINY_SPEC = """\
 name: tiny

@@ -110,9 +110,23 @@ def test_episode_returns_on_env_step_grid_match_hand_computation(hand_folder: Pa
 
 def test_naive_averaging_by_episode_index_would_differ(hand_folder: Path) -> None:
     # The second episode of each seed ends at 20, 8 and 50 steps: averaging them mixes times.
-    by_index = align(load_results(hand_folder), metric="episode", x="episode")
+    results = load_results(hand_folder)
+    by_index = align(results, metric="episode", x="episode")
     assert sorted(set(by_index["x"])) == [0.0, 1.0]  # the shortest seed has two episodes
     np.testing.assert_allclose(_by_seed(by_index)[1], [10.0, 20.0])
+    rng = np.random.default_rng(0)
+    naive = aggregate_curves(by_index, rng=rng, n_resamples=200)["mean"].to_numpy()
+    # (1 + 10 + 6) / 3, then (2 + 20 + 12) / 3: episodes that ended at 20, 8 and 50 steps.
+    np.testing.assert_allclose(naive, [17.0 / 3, 34.0 / 3])
+    # On the env-step grid, where seeds are compared at one time: at 20 steps (where seed 0's
+    # second episode ended) the mean is 23 / 3, and no grid point has the naive value.
+    by_step = aggregate_curves(
+        align(results, metric="episode", x="env_step", n_bins=5), rng=rng, n_resamples=200
+    )
+    np.testing.assert_allclose(by_step["mean"], BINNED_MEAN)
+    at_20 = float(by_step.loc[by_step["x"] == 20.0, "mean"].iloc[0])
+    assert at_20 == pytest.approx(23.0 / 3) and abs(naive[1] - at_20) > 3.0
+    assert not np.isclose(by_step["mean"], naive[1]).any()
 
 
 def test_a_seed_that_finished_no_episode_is_not_left_out(hand_folder: Path) -> None:

@@ -41,9 +41,26 @@ def test_tables_are_tidy_and_exclude_failed_trials(sweep: Path) -> None:
 
 
 def test_same_tables_as_reading_the_folders_at_once(sweep: Path) -> None:
+    # Every value and label the files hold, against a plain pandas read of the folder: a loader
+    # that moved values between rows or trials, or relabelled them, would differ here.
     results = load_results(sweep)
-    direct = pd.read_parquet(sweep / "evals")
-    assert len(direct) == len(results.evals)
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    # The trials table keeps the file's rows in the file's order (the order of legends).
+    pd.testing.assert_frame_equal(
+        results.trials[list(trials.columns)], trials, check_dtype=False, check_exact=True
+    )
+    complete = set(trials.loc[trials["status"] == "complete", "trial_id"])
+    for table, loaded, within in (
+        ("evals", results.evals, "env_step"),
+        ("episodes", results.episodes, "episode"),
+    ):
+        direct = pd.read_parquet(sweep / table)
+        direct = direct[direct["trial_id"].isin(complete)]  # failed trials' rows are left out
+        assert len(direct) > 0
+        key = ["trial_id", within]
+        ours = loaded[list(direct.columns)].sort_values(key).reset_index(drop=True)
+        theirs = direct.sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(ours, theirs, check_dtype=False, check_exact=True)
 
 
 def test_not_a_results_folder(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_SPEC
+from tests.conftest import TINY_SPEC, skip_or_fail
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -112,10 +112,10 @@ class Checkout:
 @pytest.fixture
 def checkout(tmp_path: Path) -> Iterator[Checkout]:
     if not Path("/proc").is_dir():
-        pytest.skip("ends the snippet's processes via /proc")
+        skip_or_fail("ends the snippet's processes via /proc")
     taken = [port for port in RAY_PORTS if _port_taken(port)]
     if taken:
-        pytest.skip(f"the snippet uses Ray's default ports; {taken} in use here (another Ray?)")
+        skip_or_fail(f"the snippet uses Ray's default ports; {taken} in use here (another Ray?)")
     root, home = tmp_path / "repo", tmp_path / "home"
     (root / "docker").mkdir(parents=True)
     home.mkdir()

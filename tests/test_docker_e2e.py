@@ -6,7 +6,7 @@ to the head as a Ray job: its trials must run on the worker containers and its P
 plots must land on the host. The cluster must refuse jobs without its token; the image must run
 as non-root, hold no CUDA libraries and no secrets, and run a sweep on a read-only root
 filesystem. Everything this module starts is torn down at the end. Where no engine can be had,
-every test here is skipped with the reason.
+every test here is skipped with the reason (under CI=true, fails with it).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.conftest import skip_or_fail
 
 pytestmark = pytest.mark.docker
 
@@ -59,7 +61,8 @@ def _free_port() -> int:
 
 
 def run_steps(setup: DockerSetup, *steps: str) -> str:
-    """Run e2e.sh steps; skip on 'no engine here', fail with the log tail on any other error."""
+    """Run e2e.sh steps; skip on 'no engine here' (fail under CI=true: `skip_or_fail`), fail
+    with the log tail on any other error."""
     proc = subprocess.run(
         [str(E2E), *steps],
         env=setup.env,
@@ -70,7 +73,7 @@ def run_steps(setup: DockerSetup, *steps: str) -> str:
     )
     if proc.returncode == SKIP_EXIT:
         reason = (setup.state / "skip-reason").read_text().strip()
-        pytest.skip(f"no Docker engine: {reason}")
+        skip_or_fail(f"no Docker engine: {reason}")
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
         pytest.fail(f"docker/e2e.sh {' '.join(steps)} failed (exit {proc.returncode}):\n{tail}")

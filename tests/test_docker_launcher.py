@@ -8,7 +8,8 @@ nothing the module started is left running. The config is the shipped one with w
 edits (the SSH login and key) and what keeps the test apart from anything else on the machine
 (cluster and container name, token and specs folders, Ray's ports). Where this machine cannot
 run it (no Docker engine to be had, not root for sshd, port 22 taken), those tests are skipped
-with the reason. The first tests check the configs and the script without Docker.
+with the reason (under CI=true they fail with it). The first tests check the configs and the
+script without Docker.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from dataclasses import dataclass
 from getpass import getuser
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import pytest
 import yaml
 from ray.autoscaler._private.commands import _bootstrap_config
 from ray.autoscaler._private.util import prepare_config, validate_config
+
+from tests.conftest import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -204,9 +207,10 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def _skip_with_reason(state: Path, what: str) -> None:
+def _skip_with_reason(state: Path, what: str) -> NoReturn:
+    """Skip with the reason the script left in `state` (under CI=true, fail with it)."""
     reason = (state / "skip-reason").read_text().strip()
-    pytest.skip(f"{what}: {reason}")
+    skip_or_fail(f"{what}: {reason}")
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_SPEC
+from tests.conftest import TINY_SPEC, skip_or_fail
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path("/proc").is_dir(), reason="ends the cluster's processes via /proc"),
-]
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 
@@ -70,6 +67,8 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """A head node and a worker node, 1 CPU each, with token authentication on loopback."""
+    if not Path("/proc").is_dir():
+        skip_or_fail("ends the cluster's processes via /proc")
     root = Path(tempfile.mkdtemp(prefix="dqn-ray-", dir="/tmp"))  # short: Ray's socket paths
     env = {
         **os.environ,

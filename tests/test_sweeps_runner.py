@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +15,7 @@ import pytest
 import ray
 import torch
 
-from dqn_agent import TrialResult, TrialSpec
+from dqn_agent import Progress, TrialResult, TrialSpec, train_group
 from sweeps.cli import main
 from sweeps.display import LiveDisplay
 from sweeps.plan import expand, make_plan
@@ -172,18 +174,60 @@ def test_a_terminal_gets_a_live_progress_display(tmp_path: Path) -> None:
     assert "[1/4] complete" not in shown  # the log lines are for pipes, not terminals
 
 
+def _hold_after_first_report(
+    gate: Path,
+    specs: Sequence[TrialSpec],
+    *,
+    progress: Callable[[Progress], None] | None = None,
+) -> list[TrialResult]:
+    """Training that, once it has reported some env steps (more than none), writes how many to
+    `gate/reported` and waits for the test to create `gate/go`: the test reads the board while
+    the task is surely still training. A module-level function, so Ray's workers import it."""
+    held = False
+
+    def report(done: Progress) -> None:
+        nonlocal held
+        if progress is not None:
+            progress(done)
+        if not held and done.env_step > 0:
+            held = True
+            (gate / "reported.tmp").write_text(str(done.env_step))
+            (gate / "reported.tmp").replace(gate / "reported")  # whole, or not there yet
+            deadline = time.monotonic() + 300
+            while not (gate / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    return train_group(specs, progress=report)
+
+
+def _wait_for_board(board: object, expected: dict[str, int]) -> None:
+    """Reports are posted without waiting: give the board time to hear one already sent."""
+    deadline = time.monotonic() + 60
+    while (seen := read_board(board)) != expected:
+        assert time.monotonic() < deadline, f"the board shows {seen}, not {expected}"
+        time.sleep(0.01)
+
+
 def test_a_task_reports_its_env_steps_while_it_trains(tmp_path: Path) -> None:
     spec = load_spec(write_spec(tmp_path, SPEC.replace("env_steps: 300", "env_steps: 2500")))
     unit = make_plan(spec, group_size=2).units[0]
+    task = unit[0].trial_id
     board = start_board()
-    heard: list[int] = []
-    ref = ray.remote(run_unit).remote(unit, 1, board)
-    while not ray.wait([ref], timeout=0.05)[0]:
-        heard += read_board(board).values()
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    train = functools.partial(_hold_after_first_report, gate)
+    ref = ray.remote(run_unit).remote(unit, 1, board, train)
+    deadline = time.monotonic() + 300
+    while not (gate / "reported").exists():
+        assert not ray.wait([ref], timeout=0.05)[0], "the task ended before it reported"
+        assert time.monotonic() < deadline, "the task reported nothing in time"
+    # The task is held after its first report: the board hears it before the task ends.
+    steps = int((gate / "reported").read_text())
+    assert 0 < steps < 2500
+    _wait_for_board(board, {task: 2 * steps})  # agent-env steps: 2 seeds
+    (gate / "go").touch()
     assert [o.status for o in ray.get(ref)] == ["complete", "complete"]
-    # 2 seeds x 2,500 steps in all, told at 1,000 and 2,000 steps and at the end.
-    assert read_board(board) == {unit[0].trial_id: 2 * 2500}
-    assert any(0 < steps < 2 * 2500 for steps in heard)  # heard before the task ended
+    _wait_for_board(board, {task: 2 * 2500})  # and at the end, 2 seeds x 2,500 steps
     ray.kill(board)
 
 
