@@ -71,3 +71,18 @@ def ray_instance() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+def session_pids(session: int) -> list[int]:
+    """Live processes of a session (started with start_new_session=True), read from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids

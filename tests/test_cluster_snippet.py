@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_SPEC, skip_or_fail
+from tests.conftest import TINY_SPEC, session_pids, skip_or_fail
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -57,20 +57,6 @@ def test_the_snippet_gives_every_node_and_the_job_the_same_token() -> None:
     commands = ("ray start --head", "ray start --address", "ray job submit")
     assert all(export < snippet.index(command) for command in commands)
     assert "docker/make-token.sh" in snippet
-
-
-def _session_pids(session: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
 def _port_taken(port: int) -> bool:
@@ -137,12 +123,12 @@ def checkout(tmp_path: Path) -> Iterator[Checkout]:
         yield checkout
     finally:
         for session in checkout.sessions:
-            for pid in _session_pids(session):
+            for pid in session_pids(session):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         # Until they are gone, and their ports free for whatever runs next.
         deadline = time.monotonic() + 30
-        while any(map(_session_pids, checkout.sessions)) and time.monotonic() < deadline:
+        while any(map(session_pids, checkout.sessions)) and time.monotonic() < deadline:
             time.sleep(0.2)
 
 

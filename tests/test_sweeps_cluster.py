@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_SPEC, skip_or_fail
+from tests.conftest import TINY_SPEC, session_pids, skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -41,20 +41,6 @@ def _free_ports(n: int) -> list[int]:
     for s in sockets:
         s.close()
     return ports
-
-
-def _session_pids(session: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
 @dataclass(frozen=True)
@@ -116,7 +102,7 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(f"http://127.0.0.1:{dashboard}", env, root)
     finally:
         for session in sessions:
-            for pid in _session_pids(session):
+            for pid in session_pids(session):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
