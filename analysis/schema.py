@@ -101,7 +101,7 @@ class Column:
     """What the column holds, in a line."""
     required: bool = False
     """Every version wrote it and the analysis needs it: a file without it is refused."""
-    fill: str | None = None
+    fill: str | float | bool | None = None
     """What a folder written before the column existed meant by its absence; None: unknown
     (NaN, or pandas' NA)."""
 
@@ -228,12 +228,14 @@ IDENTITY_COLUMNS = (
 ``hidden_sizes`` is not required: the analysis never reads it."""
 
 
-def _setting(name: str, dtype: Dtype, fill: str | None = None) -> Column:
+def _setting(name: str, dtype: Dtype, fill: str | float | bool | None = None) -> Column:
     return Column(name, dtype, f"agent setting `{name}` (see dqn_agent.AgentConfig)", fill=fill)
 
 
 AGENT_COLUMNS = (
     _setting("network", "str", fill="mlp"),  # added after the first release, which ran MLPs
+    # Convolution channels as text ('16', '32x64x64'); '' for an MLP or a family's own.
+    _setting("channels", "str", fill=""),
     _setting("lr", "float64"),
     _setting("gamma", "float64"),
     _setting("batch_size", "int64"),
@@ -251,6 +253,12 @@ AGENT_COLUMNS = (
     _setting("epsilon_decay_steps", "int64"),
     _setting("epsilon_schedule", "str"),
     _setting("max_grad_norm", "float64"),  # None (no clipping) is stored as missing
+    # Added with image observations; folders written before them ran the fill values.
+    _setting("optimizer", "str", fill="adam"),
+    _setting("eps", "float64", fill=1e-8),
+    _setting("rmsprop_alpha", "float64", fill=0.95),
+    _setting("clip_rewards", "bool", fill=False),
+    _setting("terminal_on_life_loss", "bool", fill=False),
 )
 """One column per agent hyperparameter except ``hidden_sizes`` (an identity column, as text), in
 `AgentConfig`'s field order, typed from its annotations: ``int`` int64, ``float`` float64 (a None

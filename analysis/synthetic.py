@@ -39,6 +39,7 @@ FINISHED_AT = "2026-01-01T00:00:00+00:00"
 
 SETTINGS: dict[str, str | int | float | bool | None] = {
     "network": "mlp",
+    "channels": "",
     "lr": 1e-3,
     "gamma": 0.99,
     "batch_size": 64,
@@ -56,6 +57,11 @@ SETTINGS: dict[str, str | int | float | bool | None] = {
     "epsilon_decay_steps": 8_000,
     "epsilon_schedule": "linear",
     "max_grad_norm": 10.0,
+    "optimizer": "adam",
+    "eps": 1e-8,
+    "rmsprop_alpha": 0.95,
+    "clip_rewards": False,
+    "terminal_on_life_loss": False,
     "hidden_sizes": "64x64",
 }
 """The agent settings a synthetic trial records where its label does not set them: plausible

@@ -3,9 +3,15 @@
 CartPole-v1: with the shipped defaults, how many of 10 seeds reach a greedy evaluation mean
 return >= 475 within 50,000 env steps. LunarLander-v3: with the shipped LunarLander preset, the
 median over 5 seeds of the final greedy evaluation after 300,000 env steps (target >= 200).
+MinAtar, with the MinAtar preset (the MinAtar paper's DQN), against the paper's DQN curves:
+Breakout-v0, 500,000 env steps, how many of 5 seeds end with a greedy evaluation of 5 or more
+(published: about 8.3); SpaceInvaders-v0, 300,000 env steps, the median final evaluation of
+5 seeds (target >= 15; published: about 22.6).
 
     .venv/bin/python -m benchmarks.bench_learning --env CartPole-v1
     .venv/bin/python -m benchmarks.bench_learning --env LunarLander-v3
+    .venv/bin/python -m benchmarks.bench_learning --env MinAtar/Breakout-v0
+    .venv/bin/python -m benchmarks.bench_learning --env MinAtar/SpaceInvaders-v0
 
 Seeds train as one group (the same per-seed results as training each alone). Per-seed figures go
 to a Markdown table on stdout and to JSON under benchmarks/results/.
@@ -23,11 +29,23 @@ from typing import Any
 
 import torch
 
-from dqn_agent import Budget, EvalSettings, TrialSpec, default_config, train_group
+from dqn_agent import Budget, EvalSettings, Progress, TrialSpec, default_config, train_group
 
 TARGETS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {"seeds": 10, "env_steps": 50_000, "threshold": 475.0, "eval_every": 2_500},
     "LunarLander-v3": {"seeds": 5, "env_steps": 300_000, "threshold": 200.0, "eval_every": 25_000},
+    "MinAtar/Breakout-v0": {
+        "seeds": 5,
+        "env_steps": 500_000,
+        "threshold": 5.0,
+        "eval_every": 25_000,
+    },
+    "MinAtar/SpaceInvaders-v0": {
+        "seeds": 5,
+        "env_steps": 300_000,
+        "threshold": 15.0,
+        "eval_every": 25_000,
+    },
 }
 
 
@@ -52,7 +70,7 @@ def main() -> None:
         for seed in range(n_seeds)
     ]
     start = time.perf_counter()
-    results = train_group(specs)
+    results = train_group(specs, progress=_report)
     wall_s = time.perf_counter() - start
 
     threshold = target["threshold"]
@@ -76,6 +94,7 @@ def main() -> None:
         "threshold": threshold,
         "seeds": rows,
         "n_reached_threshold": sum(r["first_step_at_threshold"] is not None for r in rows),
+        "n_final_at_threshold": sum(r["final_eval"] >= threshold for r in rows),
         "median_final_eval": statistics.median(finals),
         "wall_s": wall_s,
         "host": platform.node(),
@@ -83,7 +102,7 @@ def main() -> None:
         "command": f"python -m benchmarks.bench_learning --env {args.env}",
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"learning_{args.env}.json"
+    path = args.out / f"learning_{args.env.replace('/', '_')}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
 
     lines = [
@@ -103,10 +122,20 @@ def main() -> None:
     lines += [
         "",
         f"reached {threshold:g}: {record['n_reached_threshold']} of {n_seeds}; "
+        f"final eval >= {threshold:g}: {record['n_final_at_threshold']} of {n_seeds}; "
         f"median final eval {record['median_final_eval']:.1f}",
     ]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines) + f"\nwritten to {path} and {path.with_suffix('.md')}")
+
+
+def _report(progress: Progress) -> None:
+    """A line every 25,000 env steps, for runs that take hours."""
+    if progress.env_step % 25_000 == 0:
+        print(
+            f"env step {progress.env_step:,}: last eval {progress.last_eval_return}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

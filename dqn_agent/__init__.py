@@ -22,10 +22,11 @@ from dqn_agent.config import (
     ConfigError,
     EvalSettings,
     TrialSpec,
+    check_network,
     default_config,
     hidden_sizes_text,
 )
-from dqn_agent.envs import UnsupportedEnvError, make_env
+from dqn_agent.envs import UnsupportedEnvError, make_env, observation_shape
 
 if TYPE_CHECKING:
     from dqn_agent.checkpoint import GreedyPolicy, load, save_weights
@@ -63,10 +64,12 @@ __all__ = [
     "TrialResult",
     "TrialSpec",
     "UnsupportedEnvError",
+    "check_network",
     "default_config",
     "hidden_sizes_text",
     "load",
     "make_env",
+    "observation_shape",
     "save_weights",
     "train",
     "train_group",

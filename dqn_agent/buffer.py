@@ -14,12 +14,13 @@ import torch
 
 
 class Batch(NamedTuple):
-    """A sampled minibatch for K agents; every field has leading shape (K, batch)."""
+    """A sampled minibatch for K agents; every field has leading shape (K, batch).
+    Observations are (K, batch, obs_dim) float vectors or (K, batch, C, H, W) uint8 images."""
 
-    obs: torch.Tensor  # (K, batch, obs_dim)
+    obs: torch.Tensor
     actions: torch.Tensor  # (K, batch) int64
     rewards: torch.Tensor  # (K, batch)
-    next_obs: torch.Tensor  # (K, batch, obs_dim)
+    next_obs: torch.Tensor
     terminated: torch.Tensor  # (K, batch) float, 1.0 where the episode ended for real
 
 
@@ -53,8 +54,11 @@ class ReplayBuffer:
         rewards: torch.Tensor,
         next_obs: torch.Tensor,
         terminated: torch.Tensor,
+        truncated: torch.Tensor | None = None,
     ) -> None:
-        """Write one transition per agent: obs and next_obs (K, obs_dim), the rest (K,)."""
+        """Write one transition per agent: obs and next_obs (K, obs_dim), the rest (K,).
+        `truncated` is not needed here: next_obs, stored whole, is what a cut episode's target
+        bootstraps from (it is for `dqn_agent.frames.FrameReplayBuffer`, which shares frames)."""
         scalars = torch.stack((actions.float(), rewards.float(), terminated.float()), dim=1)
         self.storage[:, self.pos] = torch.cat((obs, next_obs, scalars), dim=1)
         self.pos = (self.pos + 1) % self.capacity

@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from dqn_agent.config import AgentConfig
+from dqn_agent.conv import StackedConvQNetwork, conv_factory
 from dqn_agent.envs import make_env
 from dqn_agent.networks import QNetwork
 
@@ -29,8 +31,10 @@ def save_weights(
     env_id: str,
     obs_dim: int,
     n_actions: int,
+    obs_shape: tuple[int, ...] = (),
 ) -> None:
-    """Write weights and everything needed to rebuild their network, atomically."""
+    """Write weights and everything needed to rebuild their network, atomically. `obs_shape`
+    (C, H, W) is needed for a convolutional network; vectors need `obs_dim` alone."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # hidden until whole
     payload = {
@@ -39,6 +43,7 @@ def save_weights(
         "env_id": env_id,
         "obs_dim": obs_dim,
         "n_actions": n_actions,
+        "obs_shape": list(obs_shape or (obs_dim,)),
         "state_dict": state_dict,
     }
     try:
@@ -52,24 +57,31 @@ def save_weights(
 class GreedyPolicy:
     """A trained Q-network that acts greedily: argmax_a Q(s, a)."""
 
-    def __init__(self, network: QNetwork, *, config: AgentConfig, env_id: str) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        config: AgentConfig,
+        env_id: str,
+        obs_shape: tuple[int, ...],
+    ) -> None:
         self.network = network.eval()
+        """A stacked network of one agent: (1, batch, *obs_shape) -> (1, batch, n_actions)."""
         self.config = config
         self.env_id = env_id
+        self.obs_shape = obs_shape
 
     def q_values(self, obs: np.ndarray[Any, Any] | torch.Tensor) -> torch.Tensor:
-        """Q-values of a batch of observations: (batch, obs_dim) -> (batch, n_actions), on the
-        network's device (the observations are moved there)."""
-        device = self.network.advantage.weight.device
-        x = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        x = x.reshape(1, -1, self.network_obs_dim)
+        """Q-values of a batch of observations: (batch, *obs_shape) -> (batch, n_actions), on
+        the network's device (the observations are moved there; images stay uint8)."""
+        device = next(self.network.parameters()).device
+        x = torch.as_tensor(obs, device=device)
+        if x.dtype != torch.uint8:
+            x = x.float()
+        x = x.reshape(1, -1, *self.obs_shape)
         with torch.no_grad():
             q: torch.Tensor = self.network(x)[0]
         return q
-
-    @property
-    def network_obs_dim(self) -> int:
-        return int(self.network.layers()[0].weight.shape[1])
 
     def act(self, obs: np.ndarray[Any, Any]) -> int:
         """The greedy action for one observation."""
@@ -116,12 +128,15 @@ def load(path: str | os.PathLike[str], *, device: str = "cpu") -> GreedyPolicy:
     if not ours or payload["format"] != FORMAT_VERSION:
         raise ValueError(f"{path}: not a dqn_agent weights file of format {FORMAT_VERSION}")
     config = AgentConfig.from_dict(payload["config"])
-    network = QNetwork(
-        1,
-        int(payload["obs_dim"]),
-        int(payload["n_actions"]),
-        config.hidden_sizes,
-        dueling=config.dueling,
-    )
+    obs_dim, n_actions = int(payload["obs_dim"]), int(payload["n_actions"])
+    # Files written before images existed hold vectors and no shape.
+    obs_shape = tuple(int(n) for n in payload.get("obs_shape", [obs_dim]))
+    network: nn.Module
+    if config.network == "mlp":
+        network = QNetwork(1, obs_dim, n_actions, config.hidden_sizes, dueling=config.dueling)
+    else:
+        network = StackedConvQNetwork(conv_factory(config, obs_shape), obs_shape, n_actions, [0])
     network.load_state_dict(payload["state_dict"])
-    return GreedyPolicy(network.to(device), config=config, env_id=str(payload["env_id"]))
+    return GreedyPolicy(
+        network.to(device), config=config, env_id=str(payload["env_id"]), obs_shape=obs_shape
+    )

@@ -15,10 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 LossName = Literal["mse", "huber"]
-NetworkName = Literal["mlp"]
-NETWORKS: tuple[NetworkName, ...] = ("mlp",)
-"""The Q-network families a config can name."""
+NetworkName = Literal["mlp", "minatar", "nature"]
+NETWORKS: tuple[NetworkName, ...] = ("mlp", "minatar", "nature")
+"""The Q-network families a config can name: one for vector observations, two for images."""
+CONV_NETWORKS: tuple[NetworkName, ...] = ("minatar", "nature")
+"""The convolutional families, for image observations (channel-first)."""
+DEFAULT_CHANNELS: dict[NetworkName, tuple[int, ...]] = {"minatar": (16,), "nature": (32, 64, 64)}
+"""Convolution channels of each convolutional family when `channels` is not given."""
+NATURE_LAYERS = 3
+"""The Nature DQN network has three convolutions (8x8 stride 4, 4x4 stride 2, 3x3 stride 1)."""
 ScheduleName = Literal["exponential", "linear"]
+OptimizerName = Literal["adam", "rmsprop"]
 
 
 class ConfigError(ValueError):
@@ -69,11 +76,18 @@ class AgentConfig:
     """Hyperparameters of one DQN agent. The defaults solve CartPole-v1 within 50,000 steps."""
 
     network: NetworkName = "mlp"
-    """Q-network family: 'mlp' (fully connected layers of `hidden_sizes`, ReLU between)."""
+    """Q-network family: 'mlp' (fully connected layers of `hidden_sizes`, ReLU between) for
+    vector observations; for images, 'minatar' (3x3 convolutions of `channels`, stride 1, then
+    `hidden_sizes`: the MinAtar paper's network) or 'nature' (the Nature DQN network: 8x8
+    stride 4, 4x4 stride 2 and 3x3 stride 1 convolutions of `channels`, then `hidden_sizes`)."""
     hidden_sizes: tuple[int, ...] = (256, 256)
-    """Widths of the Q-network's hidden layers, input side first (e.g. (64, 64))."""
+    """Widths of the Q-network's fully connected hidden layers, input side first (e.g. (64, 64));
+    for a convolutional network, those after the convolutions (MinAtar (128,), Nature (512,))."""
+    channels: tuple[int, ...] | None = None
+    """Output channels of each convolution of a convolutional network, input side first; None
+    means the family's own ((16,) for 'minatar', (32, 64, 64) for 'nature'). Only for those."""
     lr: float = 2.3e-3
-    """Adam learning rate."""
+    """Learning rate of the optimizer."""
     gamma: float = 0.99
     """Discount factor of future rewards, in [0, 1]."""
     batch_size: int = 64
@@ -110,10 +124,22 @@ class AgentConfig:
     """Shape of the epsilon decay: 'exponential' or 'linear'."""
     max_grad_norm: float | None = 10.0
     """Clip each gradient step's global norm to this value; None turns clipping off."""
+    optimizer: OptimizerName = "adam"
+    """'adam' (torch's Adam) or 'rmsprop' (centered RMSprop, as MinAtar's DQN used)."""
+    eps: float = 1e-8
+    """The optimizer's epsilon, added to the denominator (Adam's default 1e-8; MinAtar 0.01)."""
+    rmsprop_alpha: float = 0.95
+    """RMSprop's smoothing constant of the squared-gradient average (MinAtar's 0.95)."""
+    clip_rewards: bool = False
+    """Learn from the sign of each reward (-1, 0, +1), as DQN on Atari; returns are logged raw."""
+    terminal_on_life_loss: bool = False
+    """Atari: treat the loss of a life as the end of the episode in the TD target only (the
+    game goes on, and episode returns are those of whole games)."""
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
             raise ConfigError("network", self.network, " or ".join(repr(n) for n in NETWORKS))
+        self._check_channels()
         sizes = tuple(self.hidden_sizes)
         object.__setattr__(self, "hidden_sizes", sizes)
         if not sizes or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in sizes):
@@ -147,6 +173,35 @@ class AgentConfig:
             raise ConfigError("epsilon_end", self.epsilon_end, allowed, other="epsilon_start")
         if self.max_grad_norm is not None:
             _check_range("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
+        if self.optimizer not in ("adam", "rmsprop"):
+            raise ConfigError("optimizer", self.optimizer, "'adam' or 'rmsprop'")
+        _check_range("eps", self.eps, low=0.0, low_open=True)
+        _check_range("rmsprop_alpha", self.rmsprop_alpha, low=0.0, high=1.0, low_open=True)
+        for name in ("clip_rewards", "terminal_on_life_loss"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, getattr(self, name), "true or false")
+
+    def _check_channels(self) -> None:
+        if self.channels is None:
+            return
+        channels = tuple(self.channels)
+        object.__setattr__(self, "channels", channels)
+        if self.network == "mlp":
+            allowed = "null (the default) with network 'mlp': only conv networks have channels"
+            raise ConfigError("channels", list(channels), allowed, other="network")
+        bad = any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels)
+        if not channels or bad or any(c > 4096 for c in channels):
+            raise ConfigError("channels", list(channels), "a non-empty list of integers 1 to 4096")
+        if self.network == "nature" and len(channels) != NATURE_LAYERS:
+            allowed = f"{NATURE_LAYERS} channel counts for network 'nature', e.g. [32, 64, 64]"
+            raise ConfigError("channels", list(channels), allowed, other="network")
+
+    @property
+    def conv_channels(self) -> tuple[int, ...]:
+        """The convolutions' channels: `channels`, or the family's own; () for 'mlp'."""
+        if self.network == "mlp":
+            return ()
+        return self.channels if self.channels is not None else DEFAULT_CHANNELS[self.network]
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AgentConfig:
@@ -163,6 +218,7 @@ class AgentConfig:
         """Plain data (lists, not tuples) that `from_dict` turns back into an equal config."""
         values = dataclasses.asdict(self)
         values["hidden_sizes"] = list(self.hidden_sizes)
+        values["channels"] = None if self.channels is None else list(self.channels)
         return values
 
     def identity(self) -> dict[str, Any]:
@@ -175,7 +231,15 @@ class AgentConfig:
         return values
 
 
-ADDED_SETTINGS: dict[str, Any] = {"network": "mlp"}
+ADDED_SETTINGS: dict[str, Any] = {
+    "network": "mlp",
+    "channels": None,
+    "optimizer": "adam",
+    "eps": 1e-8,
+    "rmsprop_alpha": 0.95,
+    "clip_rewards": False,
+    "terminal_on_life_loss": False,
+}
 """Agent settings added after trial ids were first published, with the value that a spec or a
 results folder written before them means. A trial's id hashes such a setting only where it
 differs from that value, so existing specs keep their trial ids."""
@@ -294,6 +358,37 @@ class TrialSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def check_network(config: AgentConfig, env_id: str, obs_shape: Sequence[int]) -> None:
+    """Refuse a network that cannot read the env's observations: an MLP for images, a
+    convolutional network for vectors, or convolutions that leave no pixel of the image.
+
+    Raises:
+        ConfigError: naming `network` (or `channels`, for too many convolutions).
+    """
+    image = len(obs_shape) == 3
+    if image and config.network == "mlp":
+        allowed = f"'minatar' or 'nature' for {env_id}'s images {tuple(obs_shape)}"
+        raise ConfigError("network", config.network, allowed)
+    if not image and config.network != "mlp":
+        allowed = f"'mlp' for {env_id}'s vector observations {tuple(obs_shape)}"
+        raise ConfigError("network", config.network, allowed)
+    if not image:
+        return
+    height, width = obs_shape[1], obs_shape[2]
+    kernels = [(3, 1)] * len(config.conv_channels)
+    if config.network == "nature":
+        kernels = [(8, 4), (4, 2), (3, 1)]
+    for kernel, stride in kernels:
+        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    if height < 1 or width < 1:
+        if config.network == "nature":
+            allowed = f"'minatar' for {env_id}'s small images {tuple(obs_shape)}"
+            raise ConfigError("network", config.network, allowed)
+        most = (min(obs_shape[1], obs_shape[2]) - 1) // 2
+        allowed = f"at most {most} convolutions for {env_id}'s images {tuple(obs_shape)}"
+        raise ConfigError("channels", list(config.conv_channels), allowed, other="network")
+
+
 def hidden_sizes_text(sizes: Sequence[int]) -> str:
     """Layer widths as the text the results carry, e.g. (64, 64) -> '64x64'."""
     return "x".join(str(h) for h in sizes)
@@ -318,6 +413,65 @@ PRESETS: dict[str, AgentConfig] = {
 }
 
 
+MINATAR_PRESET = AgentConfig(
+    network="minatar",
+    hidden_sizes=(128,),
+    optimizer="rmsprop",
+    lr=2.5e-4,
+    rmsprop_alpha=0.95,
+    eps=0.01,
+    gamma=0.99,
+    batch_size=32,
+    buffer_size=100_000,
+    learning_starts=5_000,
+    train_every=1,
+    gradient_steps=1,
+    target_update_every=1_000,
+    loss="huber",
+    epsilon_start=1.0,
+    epsilon_end=0.1,
+    epsilon_decay_steps=100_000,
+    max_grad_norm=None,
+)
+"""The DQN of the MinAtar paper (Young & Tian, 2019, and its `examples/dqn.py`): one 3x3
+convolution of 16 channels, 128 units, centered RMSprop (lr 2.5e-4, alpha 0.95, eps 0.01),
+batch 32, replay of 100k, an update every step after 5,000 steps, a target copy every 1,000
+updates, Huber loss, epsilon 1.0 to 0.1 linearly over 100k steps. One difference: there epsilon
+stays 1.0 for the first 5,000 steps and then decays; here it decays from step 0."""
+
+ATARI_PRESET = AgentConfig(
+    network="nature",
+    hidden_sizes=(512,),
+    lr=1e-4,
+    gamma=0.99,
+    batch_size=32,
+    buffer_size=1_000_000,
+    learning_starts=80_000,
+    train_every=4,
+    gradient_steps=1,
+    target_update_every=1_000,
+    loss="mse",
+    epsilon_start=1.0,
+    epsilon_end=0.01,
+    epsilon_decay_steps=1_000_000,
+    max_grad_norm=0.5,
+    clip_rewards=True,
+    terminal_on_life_loss=True,
+)
+"""CleanRL's `dqn_atari.py` defaults: the Nature network, Adam (lr 1e-4), replay of 1M, batch
+32, an update every 4 steps after 80k, a target copy every 1,000 steps, squared-error loss,
+gradient norm clipped at 0.5, epsilon 1.0 to 0.01 over the first 1M steps (10% of its 10M),
+rewards clipped to their sign, a life lost treated as terminal. (CleanRL ends the episode on a
+life lost; here only the TD target does, and episode returns stay whole games'.)"""
+
+
 def default_config(env_id: str) -> AgentConfig:
-    """The shipped hyperparameters for `env_id` (CartPole's where none are shipped)."""
-    return PRESETS.get(env_id, AgentConfig())
+    """The shipped hyperparameters for `env_id`: its preset, MinAtar's for 'MinAtar/...' ids,
+    CleanRL's Atari settings for 'ALE/...' ids, CartPole's otherwise."""
+    if env_id in PRESETS:
+        return PRESETS[env_id]
+    if env_id.startswith("MinAtar/"):
+        return MINATAR_PRESET
+    if env_id.startswith("ALE/"):
+        return ATARI_PRESET
+    return AgentConfig()

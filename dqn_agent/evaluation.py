@@ -17,7 +17,7 @@ from dqn_agent.placement import numpy_for
 from dqn_agent.vector_env import MAX_EPISODE_STEPS, TorchCartPole, VectorEnv, step_cartpole
 
 Greedy = Callable[[torch.Tensor], torch.Tensor]
-"""argmax_a Q(s, a) of each agent's observations: (K, n, obs_dim) -> (K, n)."""
+"""argmax_a Q(s, a) of each agent's observations: (K, n, *obs_shape) -> (K, n)."""
 
 Evaluator = Callable[[Greedy], list[tuple[float, float]]]
 """Takes the agents' greedy policy, returns (mean, std) of each agent's evaluation returns."""
@@ -104,7 +104,9 @@ class GymnasiumEvaluator:
         returns = np.zeros((n_agents, n_eps))
         running = np.ones((n_agents, n_eps), dtype=bool)
         while running.any():
-            x = torch.as_tensor(np.array(obs), dtype=torch.float32, device=self.device)
+            x = torch.as_tensor(np.array(obs), device=self.device)
+            if x.dtype != torch.uint8:  # images stay uint8, as in training
+                x = x.float()
             actions = greedy(x).cpu().numpy()  # (K, episodes)
             for k, i in zip(*np.nonzero(running), strict=True):
                 o, r, terminated, truncated, _ = self.envs[k][i].step(int(actions[k, i]))

@@ -43,7 +43,7 @@ class FusedLearner:
         self.target = copy.deepcopy(online)
         weights = flatten_parameters(online)  # every weight and bias, and their .grad, in one
         self.backprop = Backprop(online, config.batch_size)  # writes the .grad that Adam reads
-        self.optimizer = FlatAdam(weights, lr=config.lr)
+        self.optimizer = FlatAdam(weights, lr=config.lr, eps=config.eps)
         device = online.advantage.weight.device
         self.host = HostQNetwork(online) if numpy_for(device) else None
         self._greedy = greedy_policy(online)  # numpy's views of the weights see every update

@@ -19,6 +19,7 @@ Every tensor the loop hands over or gets back has the seed axis first: observati
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
 import torch
@@ -44,12 +45,12 @@ class Learner(Protocol):
     """What the training loop asks of a Q-learner of K agents."""
 
     def act(self, obs: torch.Tensor, u: torch.Tensor, epsilon: float) -> torch.Tensor:
-        """Epsilon-greedy actions (K,) for one observation per agent (K, obs_dim); u (K, 2) holds
+        """Epsilon-greedy actions (K,) for one observation per agent (K, *obs_shape); u (K, 2) holds
         each agent's two uniforms for this step (see `exploration.epsilon_greedy`)."""
         ...
 
     def greedy_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        """argmax_a Q(s, a) for observations (K, n, obs_dim) -> (K, n), for evaluation."""
+        """argmax_a Q(s, a) for observations (K, n, *obs_shape) -> (K, n), for evaluation."""
         ...
 
     def update(self, batch: Batch) -> UpdateStats:
@@ -78,8 +79,7 @@ class ReferenceLearner:
         self.online, self.config = online, config
         self.target = copy.deepcopy(online)
         self.target.requires_grad_(False)
-        # Adam is elementwise: one optimizer over the stacked weights keeps K independent states.
-        self.optimizer = torch.optim.Adam(online.parameters(), lr=config.lr)
+        self.optimizer = make_optimizer(online.parameters(), config)
 
     def update(self, batch: Batch) -> UpdateStats:
         """One DQN step for every agent: TD target, loss, backward pass, optimizer step."""
@@ -118,6 +118,17 @@ class ReferenceLearner:
 
     def agent_state_dict(self, k: int) -> dict[str, torch.Tensor]:
         return agent_slice(self.online, k)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], config: AgentConfig) -> torch.optim.Optimizer:
+    """The optimizer `config.optimizer` names. Adam and RMSprop work elementwise, so one over
+    the stacked weights keeps K independent states: each agent's steps are its own."""
+    if config.optimizer == "rmsprop":
+        # Centered (the squared gradient's variance, not its raw mean), as MinAtar's DQN.
+        return torch.optim.RMSprop(
+            params, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.eps, centered=True
+        )
+    return torch.optim.Adam(params, lr=config.lr, eps=config.eps)
 
 
 def agent_slice(net: nn.Module, k: int) -> dict[str, torch.Tensor]:

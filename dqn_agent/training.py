@@ -9,6 +9,7 @@ so that K agents cost little more than one. A single trial is the group with K =
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,9 +21,12 @@ import torch
 
 from dqn_agent.buffer import ReplayBuffer
 from dqn_agent.checkpoint import save_weights
-from dqn_agent.config import TrialSpec, hidden_sizes_text
+from dqn_agent.config import TrialSpec, check_network, hidden_sizes_text
+from dqn_agent.conv import StackedConvQNetwork, conv_factory
+from dqn_agent.envs import frames_per_observation, is_image
 from dqn_agent.evaluation import make_evaluator
 from dqn_agent.exploration import epsilon_at
+from dqn_agent.frames import FrameReplayBuffer
 from dqn_agent.fused import FusedLearner
 from dqn_agent.learner import Learner, ReferenceLearner, UpdateStats
 from dqn_agent.networks import QNetwork
@@ -63,6 +67,8 @@ class TrialResult:
     n_actions: int
     custom_network: bool = False
     """Whether a `network` given to `train` built the Q-network (then `save` cannot rebuild it)."""
+    obs_shape: tuple[int, ...] = ()
+    """Shape of one observation: (obs_dim,) for vectors, (C, H, W) for images."""
 
     @property
     def env_steps_per_s(self) -> float:
@@ -96,6 +102,7 @@ class TrialResult:
             env_id=self.spec.env_id,
             obs_dim=self.obs_dim,
             n_actions=self.n_actions,
+            obs_shape=self.obs_shape,
         )
 
 
@@ -195,11 +202,6 @@ def train_group(
         raise ValueError(
             f"learner={learner!r} is invalid: allowed are 'auto', 'fused', 'reference'"
         )
-    if learner == "fused" and network is not None:
-        raise ValueError(
-            "learner='fused' supports only the built-in networks; a custom "
-            "`network` trains with learner='reference' (or 'auto')"
-        )
     with flush_denormals():
         return _train_group(specs, progress, env_backend, learner, network)
 
@@ -244,13 +246,14 @@ def _train_group(
     envs = make_vector_env(
         first.env_id, [st.env_seed for st in streams], device=device, backend=env_backend
     )
-    obs_dim, n_actions = envs.obs_dim, envs.n_actions
+    obs_dim, obs_shape, n_actions = envs.obs_dim, envs.obs_shape, envs.n_actions
+    check_network(config, first.env_id, obs_shape)
     evaluator = make_evaluator(
         envs, first.env_id, [st.eval_seed for st in streams], first.eval.episodes, device
     )
     inits = [st.init for st in streams]
-    learner = _make_learner(learner_name, network, first, obs_dim, n_actions, inits)
-    buffer = ReplayBuffer(n_agents, config.buffer_size, obs_dim, device=device)
+    learner = _make_learner(learner_name, network, first, obs_shape, n_actions, inits)
+    buffer = make_buffer(first.env_id, n_agents, config.buffer_size, obs_shape, device)
     draws = _Draws(streams, config.batch_size)
     log = _Log(specs, device)
 
@@ -268,7 +271,12 @@ def _train_group(
             draws.refill_explore()
         actions = learner.act(obs, draws.explore[:, step % WINDOW], epsilon_at(step, config))
         out = envs.step(actions)
-        buffer.add(obs, actions, out.reward, out.final_obs, out.terminated.float())
+        # What the agent learns from: the rewards' signs and lives as episodes, if so set.
+        reward = out.reward.sign() if config.clip_rewards else out.reward
+        terminal = out.terminated
+        if config.terminal_on_life_loss and out.life_lost is not None:
+            terminal = terminal | out.life_lost
+        buffer.add(obs, actions, reward, out.final_obs, terminal, out.truncated)
         done = out.terminated | out.truncated
         log.on_step(step % WINDOW, step + 1, out.reward, done, start)
         obs = out.next_obs
@@ -308,6 +316,7 @@ def _train_group(
             obs_dim=obs_dim,
             n_actions=n_actions,
             custom_network=network is not None,
+            obs_shape=obs_shape,
         )
         for k, spec in enumerate(specs)
     ]
@@ -317,22 +326,51 @@ def _make_learner(
     name: LearnerName,
     network: NetworkFactory | None,
     spec: TrialSpec,
-    obs_dim: int,
+    obs_shape: tuple[int, ...],
     n_actions: int,
     inits: Sequence[torch.Generator],
 ) -> Learner:
-    """The learner for a group: the fused one for the built-in MLP unless told otherwise, the
-    reference one for anything else. Agent k's initial weights come from `inits[k]` alone."""
+    """The learner for a group: the fused one for the built-in MLP with Adam unless told
+    otherwise, the reference one for anything else. Agent k's initial weights come from
+    `inits[k]` alone."""
     config, device = spec.agent, torch.device(spec.device)
+    obs_dim = math.prod(obs_shape)
+    fused_fits = network is None and config.network == "mlp" and config.optimizer == "adam"
+    if name == "fused" and not fused_fits:
+        raise ValueError(
+            "learner='fused' supports only the built-in networks of 'network: mlp', trained "
+            "with Adam; use learner='reference' (or 'auto')"
+        )
+    if network is None and config.network != "mlp":
+        factory = conv_factory(config, obs_shape)
+        conv = StackedConvQNetwork(factory, obs_shape, n_actions, init_seeds(inits)).to(device)
+        return ReferenceLearner(conv, config)
     if network is not None:
-        custom = StackedModule(network, obs_dim, n_actions, init_seeds(inits)).to(device)
-        return ReferenceLearner(custom, config)
+        stacked = StackedModule(network, obs_dim, n_actions, init_seeds(inits)).to(device)
+        return ReferenceLearner(stacked, config)
     online = QNetwork(len(inits), obs_dim, n_actions, config.hidden_sizes, dueling=config.dueling)
     online.reset_parameters(inits)
     online.to(device)
-    if name == "reference":
+    if name == "reference" or not fused_fits:
         return ReferenceLearner(online, config)
     return FusedLearner(online, config)
+
+
+def make_buffer(
+    env_id: str,
+    n_agents: int,
+    capacity: int,
+    obs_shape: tuple[int, ...],
+    device: torch.device,
+) -> ReplayBuffer | FrameReplayBuffer:
+    """The replay memory for these observations: float rows for vectors; for images, uint8
+    frames stored once each (an Atari observation's 4 frames are rebuilt when sampled)."""
+    if not is_image(obs_shape):
+        return ReplayBuffer(n_agents, capacity, obs_shape[0], device=device)
+    stack = frames_per_observation(env_id)
+    channels, height, width = obs_shape
+    frame_shape = (channels // stack, height, width)
+    return FrameReplayBuffer(n_agents, capacity, frame_shape, stack, device=device)
 
 
 def _check_group(specs: Sequence[TrialSpec]) -> None:

@@ -23,18 +23,21 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from dqn_agent.envs import make_env, space_sizes
+from dqn_agent.envs import is_image, make_env, observation_shape, space_sizes
 from dqn_agent.placement import numpy_for
 
 
 class StepResult(NamedTuple):
-    """One step of every env copy; all fields have leading shape (n_envs,)."""
+    """One step of every env copy; all fields have leading shape (n_envs,). Observations are
+    (n, obs_dim) float32 vectors, or (n, C, H, W) uint8 images."""
 
-    next_obs: torch.Tensor  # (n, obs_dim) float32: the reset observation where an episode ended
-    final_obs: torch.Tensor  # (n, obs_dim) float32: the observation the action led to
+    next_obs: torch.Tensor  # the reset observation where an episode ended
+    final_obs: torch.Tensor  # the observation the action led to
     reward: torch.Tensor  # (n,) float32
     terminated: torch.Tensor  # (n,) bool: the episode ended for real (no bootstrap)
     truncated: torch.Tensor  # (n,) bool: a time limit cut the episode (bootstrap)
+    life_lost: torch.Tensor | None = None
+    """(n,) bool: the game took a life in this step (Atari, where the env reports lives)."""
 
 
 class VectorEnv(Protocol):
@@ -42,10 +45,12 @@ class VectorEnv(Protocol):
 
     n_envs: int
     obs_dim: int
+    obs_shape: tuple[int, ...]
+    """(obs_dim,) for vectors, (C, H, W) for images."""
     n_actions: int
 
     def reset(self) -> torch.Tensor:
-        """First observations, (n_envs, obs_dim) float32."""
+        """First observations, (n_envs, *obs_shape)."""
         ...
 
     def step(self, actions: torch.Tensor) -> StepResult:
@@ -61,33 +66,51 @@ class GymnasiumVectorEnv:
     def __init__(self, env_id: str, seeds: Sequence[int], *, device: torch.device) -> None:
         probe = make_env(env_id)  # checks the id and the spaces with a clear error
         self.obs_dim, self.n_actions = space_sizes(probe)
+        self.obs_shape = observation_shape(probe)
+        self.image = is_image(self.obs_shape)
         probe.close()
+        self._lives: np.ndarray[Any, Any] | None = None
         self.n_envs = len(seeds)
         self.seeds: list[int | None] = list(seeds)  # the type gymnasium's reset asks for
         self.device = device
         self.envs = gym.vector.SyncVectorEnv(
-            [lambda: gym.make(env_id) for _ in seeds], autoreset_mode=AutoresetMode.SAME_STEP
+            [lambda: make_env(env_id) for _ in seeds], autoreset_mode=AutoresetMode.SAME_STEP
         )
 
     def _tensor(self, array: np.ndarray[Any, Any]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
 
+    def _obs(self, array: np.ndarray[Any, Any]) -> torch.Tensor:
+        """Observations as the agents take them: images stay uint8, vectors become float32."""
+        if self.image:
+            return torch.as_tensor(np.asarray(array, dtype=np.uint8), device=self.device)
+        return self._tensor(array)
+
     def reset(self) -> torch.Tensor:
-        obs, _ = self.envs.reset(seed=self.seeds)
-        return self._tensor(obs)
+        obs, info = self.envs.reset(seed=self.seeds)
+        self._lives = np.array(info["lives"]) if "lives" in info else None
+        return self._obs(obs)
 
     def step(self, actions: torch.Tensor) -> StepResult:
         obs, reward, terminated, truncated, info = self.envs.step(actions.cpu().numpy())
-        final = np.array(obs, dtype=np.float32)
+        final = np.array(obs)
         if "_final_obs" in info:
             for i in np.flatnonzero(info["_final_obs"]):
                 final[i] = info["final_obs"][i]
+        life_lost = None
+        if self._lives is not None and "lives" in info:
+            lives = np.array(info["lives"])
+            # Where an episode ended, `lives` is the new game's count: no life was lost there.
+            lost = (lives < self._lives) & ~(terminated | truncated)
+            life_lost = torch.as_tensor(lost, device=self.device)
+            self._lives = lives
         return StepResult(
-            next_obs=self._tensor(obs),
-            final_obs=self._tensor(final),
+            next_obs=self._obs(obs),
+            final_obs=self._obs(final),
             reward=self._tensor(reward),
             terminated=torch.as_tensor(terminated, device=self.device),
             truncated=torch.as_tensor(truncated, device=self.device),
+            life_lost=life_lost,
         )
 
     def close(self) -> None:
@@ -206,6 +229,7 @@ class TorchCartPole:
 
     def __init__(self, seeds: Sequence[int], *, device: torch.device) -> None:
         self.n_envs, self.obs_dim, self.n_actions = len(seeds), 4, 2
+        self.obs_shape: tuple[int, ...] = (4,)
         self.device = device
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.state = torch.zeros(self.n_envs, 4, dtype=torch.float64, device=device)

@@ -291,7 +291,8 @@ class Estimate(NamedTuple):
 def estimate(spec: SweepSpec, *, cpus: float, slots: int) -> Estimate | None:
     """The cost of training every trial of `spec`, `slots` tasks at a time on `cpus` cores, by
     the model that plans the groups (`unit_cost`); None where that model does not apply: tasks
-    on GPUs, or a budget in episodes (a number of env steps unknown in advance).
+    on GPUs, a budget in episodes (a number of env steps unknown in advance), or convolutional
+    networks.
 
     The model counts training only: not Ray's start, nor evaluation episodes, nor the extra cost
     of an environment slower to step than CartPole, on which it was fitted. It costs each task
@@ -310,6 +311,8 @@ def estimate_units(
     steps = spec.budget.env_steps
     if spec.resources.gpus_per_trial > 0 or steps is None:
         return None
+    if any(point.agent.network != "mlp" for point in spec.configs):
+        return None  # fitted on MLPs: it knows nothing of a convolution's cost
     core_s = sum(map(unit_cost, units)) * steps
     return Estimate(
         units=tuple(len(unit) for unit in units),

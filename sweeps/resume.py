@@ -9,10 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dqn_agent import hidden_sizes_text
 from sweeps.plan import expand
 from sweeps.spec import SpecError, SweepSpec, load_spec
-from sweeps.store import ResultsFolder, ResumeError
+from sweeps.store import ResultsFolder, ResumeError, setting_cell
 
 
 def check_writable(root: Path) -> None:
@@ -139,8 +138,8 @@ def _row_changes(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> list[str
             continue
         for key, value in agent.to_dict().items():
             stored = row.get(key)
-            if key == "hidden_sizes":
-                value = hidden_sizes_text(value)
+            if key in ("hidden_sizes", "channels"):
+                value = setting_cell(key, value)
             elif value is None:
                 value = math.nan
             if stored != value and not (_is_nan(stored) and _is_nan(value)):

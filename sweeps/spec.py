@@ -33,9 +33,11 @@ from dqn_agent import (
     ConfigError,
     EvalSettings,
     UnsupportedEnvError,
+    check_network,
     default_config,
     hidden_sizes_text,
     make_env,
+    observation_shape,
 )
 from dqn_agent.config import MAX_INT
 
@@ -312,10 +314,10 @@ def parse_spec(
             p.add(key, f"missing; {hint}")
 
     name = _parse_name(data["name"], p) if "name" in data else ""
-    env_id = (
+    env_id, obs_shape = (
         _parse_env(data["env"], p, check=check_env, allow_imports=allow_env_imports)
         if "env" in data
-        else ""
+        else ("", None)
     )
     seeds = _parse_seeds(data["seeds"], p) if "seeds" in data else ()
     budget = _parse_budget(data["budget"], p) if "budget" in data else None
@@ -332,7 +334,7 @@ def parse_spec(
     agent_problems = [path for path, _ in p.items if path.split(".")[0] in AGENT_SECTIONS]
     bad_values = _check_each_value(env_id, agent, grid, variants, p)
     clean = not agent_problems and not bad_values
-    configs = _build_configs(env_id, agent, grid, variants, p) if clean else ()
+    configs = _build_configs(env_id, obs_shape, agent, grid, variants, p) if clean else ()
     if p.items:
         raise SpecError(source, p.items)
     assert budget is not None and eval_ is not None and resources is not None
@@ -477,13 +479,16 @@ def _parse_name(value: object, p: _Problems) -> str:
     return value
 
 
-def _parse_env(value: object, p: _Problems, *, check: bool, allow_imports: bool) -> str:
+def _parse_env(
+    value: object, p: _Problems, *, check: bool, allow_imports: bool
+) -> tuple[str, tuple[int, ...] | None]:
+    """The env id, and with `check` the shape of its observations (made once to see them)."""
     if not isinstance(value, str) or not value:
         p.add("env", f"{_describe(value)} is not a gymnasium id such as 'CartPole-v1'")
-        return ""
+        return "", None
     if len(value) > 2 * _SHORT:
         p.add("env", f"{_short(value)} ({len(value):,} characters) is too long for a gymnasium id")
-        return ""
+        return "", None
     if ":" in value and not allow_imports:
         # gymnasium imports the module before 'module:EnvId' is made: a spec would run code.
         p.add(
@@ -491,10 +496,13 @@ def _parse_env(value: object, p: _Problems, *, check: bool, allow_imports: bool)
             f"{_short(value)} names a module to import, which runs its code; refused unless "
             "you trust the spec and pass --allow-env-imports",
         )
-        return ""
+        return "", None
+    shape = None
     if check:
         try:
-            make_env(value).close()
+            env = make_env(value)
+            shape = observation_shape(env)
+            env.close()
         except UnsupportedEnvError as exc:
             p.add("env", _cap(str(exc)))
         except Exception as exc:  # gymnasium's own errors, or a 'module:Id' that fails to import
@@ -502,7 +510,7 @@ def _parse_env(value: object, p: _Problems, *, check: bool, allow_imports: bool)
                 "env",
                 f"gymnasium cannot make {_short(value)}: {type(exc).__name__}: {_cap(str(exc))}",
             )
-    return value
+    return value, shape
 
 
 def _parse_seeds(value: object, p: _Problems) -> tuple[int, ...]:
@@ -649,6 +657,8 @@ def _finite(number: float) -> bool:
 
 
 _HINTS = typing.get_type_hints(AgentConfig)
+LIST_OF = {"hidden_sizes": "layer widths", "channels": "channel counts"}
+"""The settings whose value is a list, and what they list."""
 
 
 def _normalize(key: str, value: object, path: str, p: _Problems) -> tuple[bool, Any]:
@@ -657,6 +667,13 @@ def _normalize(key: str, value: object, path: str, p: _Problems) -> tuple[bool, 
     if key == "hidden_sizes":
         if not isinstance(value, list):
             p.add(path, f"{_describe(value)} is not a list of layer widths such as [64, 64]")
+            return False, None
+        return True, tuple(value)
+    if key == "channels":
+        if value is None:
+            return True, None
+        if not isinstance(value, list):
+            p.add(path, f"{_describe(value)} is not a list of channel counts such as [16]")
             return False, None
         return True, tuple(value)
     if isinstance(value, list | dict):
@@ -721,11 +738,12 @@ def _parse_grid(value: object, p: _Problems) -> dict[str, tuple[Any, ...]]:
         axis: list[Any] = []
         first_of: dict[Any, int] = {}  # index of each hashable value, for long axes
         for i, raw in enumerate(values):
-            if key == "hidden_sizes" and _is_int(raw):
+            if key in ("hidden_sizes", "channels") and _is_int(raw):
+                example = "[[64], [64, 64]]" if key == "hidden_sizes" else "[[8], [16], [32]]"
                 p.add(
                     f"{path}[{i}]",
-                    f"{_short(raw)} is not a list of layer widths: the grid is a list of such "
-                    "lists, e.g. [[64], [64, 64]]",
+                    f"{_short(raw)} is not a list of {LIST_OF[key]}: the grid is a list of such "
+                    f"lists, e.g. {example}",
                 )
                 continue
             ok, normal = _normalize(key, raw, f"{path}[{i}]", p)
@@ -827,12 +845,14 @@ def _check_each_value(
 
 def _build_configs(
     env_id: str,
+    obs_shape: tuple[int, ...] | None,
     agent: Mapping[str, Any],
     grid: Mapping[str, tuple[Any, ...]],
     variants: Mapping[str, Mapping[str, Any]],
     p: _Problems,
 ) -> tuple[ConfigPoint, ...]:
-    """Every configuration of the sweep, built (and so checked) by `AgentConfig` itself."""
+    """Every configuration of the sweep, built (and so checked) by `AgentConfig` itself, and,
+    where the env was made, against its observations (an MLP cannot read images)."""
     base = {**default_config(env_id).to_dict(), **agent}
     named: list[tuple[str | None, Mapping[str, Any]]] = (
         list(variants.items()) if variants else [(None, {})]
@@ -847,6 +867,8 @@ def _build_configs(
             settings = {**overrides, **{key: value for key, _, value in combo}}
             try:
                 config = AgentConfig.from_dict({**base, **settings})
+                if obs_shape is not None:
+                    check_network(config, env_id, obs_shape)
             except ConfigError as exc:
                 _add_config_problem(exc, paths, p)
                 continue

@@ -124,7 +124,7 @@ class ResultsFolder(FolderLayout):
         for row in rows.values():
             for key, default in ADDED_SETTINGS.items():
                 if row.get(key) is None or row[key] != row[key] or row[key] == "nan":  # NaN != NaN
-                    row[key] = default
+                    row[key] = setting_cell(key, default)
         return rows
 
     def complete_ids(self) -> set[str]:
@@ -213,6 +213,7 @@ class ResultsStore:
                 env_id=result.spec.env_id,
                 obs_dim=result.obs_dim,
                 n_actions=result.n_actions,
+                obs_shape=result.obs_shape,
             )
         else:
             # A trial is recorded only if it was not complete (complete ones are never planned
@@ -261,12 +262,20 @@ def trial_row(outcome: TrialOutcome) -> dict[str, Any]:
     }
     for key, value in spec.agent.to_dict().items():
         if key != "hidden_sizes":
-            row[key] = value
+            row[key] = setting_cell(key, value)
     row["budget_env_steps"] = spec.budget.env_steps
     row["budget_episodes"] = spec.budget.episodes
     row["eval_every_steps"] = spec.eval.every_steps
     row["eval_episodes"] = spec.eval.episodes
     return row
+
+
+def setting_cell(key: str, value: Any) -> Any:
+    """An agent setting as trials.parquet holds it: lists of sizes as text ('64x64'), and no
+    channels (an MLP's, or a convolutional family's own) as ''."""
+    if key in ("hidden_sizes", "channels"):
+        return "" if value is None else hidden_sizes_text(value)
+    return value
 
 
 def agent_column_types() -> dict[str, str]:
@@ -310,7 +319,7 @@ def check_agent_tables() -> None:
                 f"analysis.schema.AGENT_COLUMNS declares {declared.get(key) or 'none'}"
             )
     for key, default in ADDED_SETTINGS.items():
-        if key in declared and TRIALS.column(key).fill != default:
+        if key in declared and TRIALS.column(key).fill != setting_cell(key, default):
             problems.append(
                 f"agent setting {key!r}: a folder without it ran {default!r} (ADDED_SETTINGS), "
                 f"but analysis.schema fills {TRIALS.column(key).fill!r}"

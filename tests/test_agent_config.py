@@ -69,8 +69,8 @@ def test_invalid_values_name_the_field_and_allowed_values(
         ),
         (
             lambda: AgentConfig(network="cnn"),  # type: ignore[arg-type]
-            ("network", "cnn", "'mlp'", None, ""),
-            "network='cnn' is invalid: allowed values are 'mlp'",
+            ("network", "cnn", "'mlp' or 'minatar' or 'nature'", None, ""),
+            "network='cnn' is invalid: allowed values are 'mlp' or 'minatar' or 'nature'",
         ),
         (
             lambda: Budget(episodes=0),

@@ -213,10 +213,12 @@ class _StoredTransitions:
         record = self
 
         class Spy(buffer_class):  # type: ignore[valid-type, misc]
-            def add(self, obs: Any, actions: Any, rewards: Any, next_obs: Any, term: Any) -> None:
+            def add(
+                self, obs: Any, actions: Any, rewards: Any, next_obs: Any, term: Any, trunc: Any
+            ) -> None:
                 record.next_obs.append(next_obs[0].clone())
                 record.terminated.append(term[0].clone())
-                super().add(obs, actions, rewards, next_obs, term)
+                super().add(obs, actions, rewards, next_obs, term, trunc)
 
         return Spy
 

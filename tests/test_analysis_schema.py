@@ -139,7 +139,8 @@ def test_a_folder_of_the_previous_release_is_read_but_is_not_this_version() -> N
     with pytest.raises(SchemaError) as caught:
         check_folder(LEGACY, strict=True)
     assert caught.value.problems == (
-        f"{LEGACY / 'trials.parquet'}: column(s) missing: network; this version writes them (a "
+        f"{LEGACY / 'trials.parquet'}: column(s) missing: network, channels, optimizer, eps, "
+        "rmsprop_alpha, clip_rewards, terminal_on_life_loss; this version writes them (a "
         "folder written before they existed may lack them, and passes the check that is not "
         "strict)",
     )

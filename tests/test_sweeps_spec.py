@@ -507,7 +507,7 @@ def _every_field_cases() -> list[tuple[str, str, str]]:
     for field in dataclasses.fields(AgentConfig):
         name = field.name
         bad_values: dict[str, object] = {
-            "type": [WRONG_TYPE] if name == "hidden_sizes" else WRONG_TYPE
+            "type": [WRONG_TYPE] if name in ("hidden_sizes", "channels") else WRONG_TYPE
         }
         if name in OUT_OF_RANGE:
             bad_values["range"] = OUT_OF_RANGE[name]
