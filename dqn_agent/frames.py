@@ -47,10 +47,11 @@ picks slot first + floor(u * count) of that range, so sampling is uniform over i
 function of the uniforms alone.
 
 Memory. Per agent and slot: C * H * W bytes of frame + 1 (action) + 4 (reward) + 1
-(terminated) + 1 (ended) + 4 (position) = C * H * W + 11 bytes (`frame_buffer_bytes`). Atari,
-(1, 84, 84): 7,067 bytes, so 100,000 transitions take about 707 MB an agent; MinAtar Breakout,
-(4, 10, 10): 411 bytes. Not counted, and small: one int32 episode position per agent, and one
-frame per truncated episode still in the ring.
+(terminated) + 1 (ended) + 4 (position) = C * H * W + 11 bytes
+(`dqn_agent.memory.frame_buffer_bytes`). Atari, (1, 84, 84): 7,067 bytes, so 100,000
+transitions take about 707 MB an agent; MinAtar Breakout, (4, 10, 10): 411 bytes. Not
+counted, and small: one int32 episode position per agent, and one frame per truncated episode
+still in the ring.
 
 Reads from the device. `sample` reads nothing back unless the side store holds frames (then:
 which of the sampled transitions were truncated). `add` reads which agents were truncated and
@@ -61,24 +62,9 @@ host anyway) can pass them from there, and this read then adds no wait for a GPU
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from dqn_agent.buffer import Batch
-
-SLOT_SCALAR_BYTES = 1 + 4 + 1 + 1 + 4
-"""Bytes a slot holds besides its frame: action (uint8), reward (float32), terminated and ended
-(bool, one byte each) and position (int32)."""
-
-
-def frame_buffer_bytes(frame_shape: tuple[int, int, int], capacity: int) -> int:
-    """Bytes `FrameReplayBuffer` allocates for one agent: capacity * (C * H * W + 11).
-
-    A pure function of the shapes, for planning memory before any tensor exists; multiply by
-    the number of agents for a group's buffer.
-    """
-    return capacity * (math.prod(frame_shape) + SLOT_SCALAR_BYTES)
 
 
 class FrameReplayBuffer:

@@ -11,8 +11,12 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sweeps.spec import InputError, SweepSpec
+
+if TYPE_CHECKING:
+    from sweeps.plan import Unit
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -114,10 +118,15 @@ def _positive_int(text: str) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from sweeps.plan import machine_cpus
+    from sweeps.plan import local_memory_per_task, machine_cpus, make_plan
     from sweeps.spec import load_spec
 
     spec = load_spec(args.spec, allow_env_imports=args.allow_env_imports)
+    cpus = machine_cpus()
+    slots = _local_slots(spec, cpus)
+    memory_per_task = local_memory_per_task(slots) if slots else None
+    # The plan a local run would make; it refuses a seed this machine cannot hold.
+    plan = make_plan(spec, group_size=None, capacity=max(1, slots), memory_per_task=memory_per_task)
     _print_warnings(spec)
     budget = (
         f"{spec.budget.env_steps:,} env steps"
@@ -131,23 +140,53 @@ def _validate(args: argparse.Namespace) -> int:
     )
     for point in spec.configs:
         print(f"  {point.label}")
-    print(_local_estimate(spec, machine_cpus()))
+    print(_local_estimate(spec, cpus, slots, plan.units))
+    if memory_per_task is not None:
+        _print_memory(spec, plan.units, slots, memory_per_task)
     return EXIT_OK
 
 
-def _local_estimate(spec: SweepSpec, cpus: int) -> str:
-    """What `validate` says of the cost of running `spec` on this machine."""
-    from sweeps.plan import describe_tasks, duration, estimate, tasks_that_fit
+def _local_slots(spec: SweepSpec, cpus: int) -> int:
+    """Tasks of `spec` a local run would run at once (0: a task asks for more than there is)."""
+    from sweeps.plan import tasks_that_fit
+
+    slots = tasks_that_fit(spec.resources, cpus=cpus, gpus=math.inf)  # GPUs: no estimate
+    return min(slots, spec.resources.max_in_flight or slots)
+
+
+def _print_memory(
+    spec: SweepSpec, units: Sequence[Unit], slots: int, memory_per_task: float
+) -> None:
+    """The memory the plan's largest task needs, on stdout; on stderr as a warning too if it
+    is over half of what a task can have here."""
+    from sweeps.plan import LOCAL_MEMORY_SHARE, machine_memory, unit_memory
+
+    sizes = {(unit[0].agent, len(unit)) for unit in units}
+    estimates = [e for config, n in sizes if (e := unit_memory(spec, config, n)) is not None]
+    if not estimates:
+        return
+    largest = max(estimates, key=lambda e: e.total)
+    line = (
+        f"memory: the largest task needs about {largest.describe()}; each of {slots} task(s) "
+        f"at a time can have {memory_per_task / 1e9:.1f} GB here ({LOCAL_MEMORY_SHARE:.0%} "
+        f"of {machine_memory() / 1e9:.1f} GB)"
+    )
+    print(line)
+    if largest.total > memory_per_task / 2:
+        print(f"warning: {spec.source}: {line}", file=sys.stderr)
+
+
+def _local_estimate(spec: SweepSpec, cpus: int, slots: int, units: Sequence[Unit]) -> str:
+    """What `validate` says of the cost of running `spec`'s planned `units` on this machine."""
+    from sweeps.plan import describe_tasks, duration, estimate_units
 
     per_task = spec.resources.cpus_per_trial
-    slots = tasks_that_fit(spec.resources, cpus=cpus, gpus=math.inf)  # GPUs: no estimate below
     if slots == 0:
         return (
             f"no time estimate: a task asks for {per_task:g} CPUs and this machine has {cpus}, "
             "so a local run would refuse the spec (a cluster with larger nodes would run it)"
         )
-    slots = min(slots, spec.resources.max_in_flight or slots)
-    guess = estimate(spec, cpus=cpus, slots=slots)
+    guess = estimate_units(spec, units, cpus=cpus, slots=slots)
     if guess is None and any(point.agent.network != "mlp" for point in spec.configs):
         return (
             "no time estimate: the planner's cost model is of MLPs (on the development machine "

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from dqn_agent import AgentConfig, TrialSpec
+from dqn_agent.envs import frames_per_observation
+from dqn_agent.memory import MemoryEstimate, env_package_bytes, gigabytes, task_memory
 from sweeps.spec import InputError, Resources, SweepSpec
 
 Unit = tuple[TrialSpec, ...]
@@ -227,12 +229,14 @@ def make_plan(
     complete: Collection[str] = (),
     group_size: int | None = 1,
     capacity: int = 1,
+    memory_per_task: float | None = None,
 ) -> Plan:
     """Plan `spec`, leaving out the trials whose ids are in `complete`.
 
     `group_size` None balances the units over `capacity` task slots (`balanced_units`), or for
     tasks on GPUs keeps each configuration's seeds together (`gpu_units`); otherwise each unit
-    holds up to `group_size` seeds of one configuration, in spec order.
+    holds up to `group_size` seeds of one configuration, in spec order. With `memory_per_task`
+    (bytes), a unit whose estimated memory exceeds it is split (`fit_memory`).
     """
     check_group_size(spec, group_size)
     episodes = spec.budget.episodes is not None
@@ -246,7 +250,64 @@ def make_plan(
         units = balanced_units(todo, capacity)
     else:
         units = group_units(todo, group_size)
+    if memory_per_task is not None:
+        units = fit_memory(spec, units, memory_per_task)
     return Plan(trials=tuple(trials), units=tuple(units))
+
+
+def unit_memory(spec: SweepSpec, config: AgentConfig, n_agents: int) -> MemoryEstimate | None:
+    """What a task of `n_agents` seeds of `config` takes (`dqn_agent.memory.task_memory`);
+    None if the spec was read without making its env (its observations unknown)."""
+    if spec.obs_shape is None or spec.n_actions is None:
+        return None
+    return task_memory(
+        config,
+        spec.obs_shape,
+        spec.n_actions,
+        n_agents,
+        frames_per_observation=frames_per_observation(spec.env_id),
+        env_package_bytes=env_package_bytes(spec.env_id),
+    )
+
+
+def fit_memory(spec: SweepSpec, units: Sequence[Unit], limit: float) -> list[Unit]:
+    """`units`, each split into groups small enough to fit `limit` bytes of memory.
+
+    Raises:
+        InputError: a single seed of some configuration does not fit; the message gives the
+            estimate and names the setting to lower.
+    """
+    fitted: list[Unit] = []
+    for unit in units:
+        config = unit[0].agent
+        size = len(unit)
+        while size > 0 and _over(unit_memory(spec, config, size), limit):
+            size -= 1
+        if size == 0:
+            one = unit_memory(spec, config, 1)
+            assert one is not None
+            raise InputError(too_large(spec, unit[0], one, limit))
+        fitted += [unit[i : i + size] for i in range(0, len(unit), size)]
+    return fitted
+
+
+def _over(estimate: MemoryEstimate | None, limit: float) -> bool:
+    return estimate is not None and estimate.total > limit
+
+
+def too_large(spec: SweepSpec, trial: TrialSpec, one: MemoryEstimate, limit: float) -> str:
+    """Why one seed of `trial`'s configuration cannot run, and what to lower."""
+    if one.replay >= one.networks:
+        what = (
+            f"lower agent.buffer_size ({trial.agent.buffer_size:,} transitions take "
+            f"{gigabytes(one.replay)} a seed)"
+        )
+    else:
+        what = f"use a smaller network (agent.hidden_sizes or agent.channels of {trial.label})"
+    return (
+        f"{spec.source}: one seed of {trial.label!r} needs about {one.describe()} of memory, "
+        f"more than a task can have ({gigabytes(limit)}): {what}"
+    )
 
 
 def check_group_size(spec: SweepSpec, group_size: int | None) -> None:
@@ -270,6 +331,21 @@ def tasks_that_fit(resources: Resources, *, cpus: float, gpus: float = 0.0) -> i
     return math.floor(fit + 1e-9)  # 1 / 0.1 is 9.999999999999998
 
 
+LOCAL_MEMORY_SHARE = 0.7
+"""The share of this machine's memory a local run lets its tasks fill: Ray gives tasks the
+memory left after its object store (30% by default) and its own processes."""
+
+
+def machine_memory() -> int:
+    """Bytes of memory this machine has."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def local_memory_per_task(slots: int) -> float:
+    """Bytes each of `slots` tasks running at once on this machine can fill."""
+    return machine_memory() * LOCAL_MEMORY_SHARE / max(1, slots)
+
+
 def machine_cpus() -> int:
     """CPU cores this process may use (its affinity mask, where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
@@ -288,7 +364,9 @@ class Estimate(NamedTuple):
     """Seconds of CPU core time, all tasks together."""
 
 
-def estimate(spec: SweepSpec, *, cpus: float, slots: int) -> Estimate | None:
+def estimate(
+    spec: SweepSpec, *, cpus: float, slots: int, memory_per_task: float | None = None
+) -> Estimate | None:
     """The cost of training every trial of `spec`, `slots` tasks at a time on `cpus` cores, by
     the model that plans the groups (`unit_cost`); None where that model does not apply: tasks
     on GPUs, a budget in episodes (a number of env steps unknown in advance), or convolutional
@@ -300,7 +378,7 @@ def estimate(spec: SweepSpec, *, cpus: float, slots: int) -> Estimate | None:
     at least the core time over the cores; a task given several cores is not counted faster.
     On the development machine it has been within about 20% of measured times, mostly below
     (docs/sweeps.md)."""
-    units = make_plan(spec, group_size=None, capacity=slots).units
+    units = make_plan(spec, group_size=None, capacity=slots, memory_per_task=memory_per_task).units
     return estimate_units(spec, units, cpus=cpus, slots=slots)
 
 

@@ -135,7 +135,13 @@ def _run_on_ray(
         capacity = cluster.task_slots(spec.resources)
         cap = options.max_in_flight or spec.resources.max_in_flight or 2 * capacity
         slots = min(capacity, cap)  # tasks running at once
-        plan = make_plan(spec, complete=complete, group_size=options.group_size, capacity=slots)
+        plan = make_plan(
+            spec,
+            complete=complete,
+            group_size=options.group_size,
+            capacity=slots,
+            memory_per_task=cluster.memory_per_task(spec.resources),
+        )
         if not options.quiet:
             line = describe_plan(spec, plan.units, slots=slots, cpus=cluster.cpus)
             print(line, file=stream, flush=True)

@@ -48,6 +48,19 @@ class Cluster:
         )
         return max(1, sum(fit))
 
+    def memory_per_task(self, resources: Resources) -> float | None:
+        """Bytes of memory a task can fill on the node that offers the most to one task: its
+        memory for tasks over the tasks it runs at once; None if no node says its memory."""
+        offers = [
+            node["memory"]
+            / max(
+                1, tasks_that_fit(resources, cpus=node.get("CPU", 0.0), gpus=node.get("GPU", 0.0))
+            )
+            for node in self.nodes
+            if node.get("memory")
+        ]
+        return max(offers) if offers else None
+
     def facts(self) -> dict[str, Any]:
         """What the manifest records of the cluster."""
         return {

@@ -143,6 +143,10 @@ class SweepSpec:
     """Where the spec came from (a file path), for messages."""
     text: str
     """The spec's text exactly as read, to be copied into the results folder."""
+    obs_shape: tuple[int, ...] | None = None
+    """The env's observation shape, (obs_dim,) or (C, H, W); None if the env was not made."""
+    n_actions: int | None = None
+    """The env's number of actions; None if the env was not made."""
 
     def warnings(self) -> list[str]:
         """Legal settings that are probably a mistake, as lines to show before a run."""
@@ -314,10 +318,10 @@ def parse_spec(
             p.add(key, f"missing; {hint}")
 
     name = _parse_name(data["name"], p) if "name" in data else ""
-    env_id, obs_shape = (
+    env_id, obs_shape, n_actions = (
         _parse_env(data["env"], p, check=check_env, allow_imports=allow_env_imports)
         if "env" in data
-        else ("", None)
+        else ("", None, None)
     )
     seeds = _parse_seeds(data["seeds"], p) if "seeds" in data else ()
     budget = _parse_budget(data["budget"], p) if "budget" in data else None
@@ -351,6 +355,8 @@ def parse_spec(
         configs=configs,
         source=source,
         text=text,
+        obs_shape=obs_shape,
+        n_actions=n_actions,
     )
 
 
@@ -481,14 +487,15 @@ def _parse_name(value: object, p: _Problems) -> str:
 
 def _parse_env(
     value: object, p: _Problems, *, check: bool, allow_imports: bool
-) -> tuple[str, tuple[int, ...] | None]:
-    """The env id, and with `check` the shape of its observations (made once to see them)."""
+) -> tuple[str, tuple[int, ...] | None, int | None]:
+    """The env id, and with `check` the shape of its observations and its number of actions
+    (the env is made once to see them)."""
     if not isinstance(value, str) or not value:
         p.add("env", f"{_describe(value)} is not a gymnasium id such as 'CartPole-v1'")
-        return "", None
+        return "", None, None
     if len(value) > 2 * _SHORT:
         p.add("env", f"{_short(value)} ({len(value):,} characters) is too long for a gymnasium id")
-        return "", None
+        return "", None, None
     if ":" in value and not allow_imports:
         # gymnasium imports the module before 'module:EnvId' is made: a spec would run code.
         p.add(
@@ -496,12 +503,13 @@ def _parse_env(
             f"{_short(value)} names a module to import, which runs its code; refused unless "
             "you trust the spec and pass --allow-env-imports",
         )
-        return "", None
-    shape = None
+        return "", None, None
+    shape = n_actions = None
     if check:
         try:
             env = make_env(value)
             shape = observation_shape(env)
+            n_actions = int(env.action_space.n)  # type: ignore[attr-defined]  # Discrete, checked
             env.close()
         except UnsupportedEnvError as exc:
             p.add("env", _cap(str(exc)))
@@ -510,7 +518,7 @@ def _parse_env(
                 "env",
                 f"gymnasium cannot make {_short(value)}: {type(exc).__name__}: {_cap(str(exc))}",
             )
-    return value, shape
+    return value, shape, n_actions
 
 
 def _parse_seeds(value: object, p: _Problems) -> tuple[int, ...]:

@@ -16,7 +16,8 @@ import torch
 from gymnasium.wrappers import FrameStackObservation, TimeLimit
 
 from dqn_agent.buffer import Batch
-from dqn_agent.frames import SLOT_SCALAR_BYTES, FrameReplayBuffer, frame_buffer_bytes
+from dqn_agent.frames import FrameReplayBuffer
+from dqn_agent.memory import SLOT_SCALAR_BYTES, frame_buffer_bytes
 
 
 @dataclass(frozen=True)
