@@ -41,6 +41,8 @@ bench: setup
 	$(BIN)/python -m benchmarks.bench_speed
 	$(BIN)/python -m benchmarks.bench_compile
 	$(BIN)/python -m benchmarks.bench_learners
+	$(BIN)/python -m benchmarks.bench_pixels
+	$(BIN)/python -m benchmarks.bench_memory
 	$(BIN)/python -m benchmarks.bench_plans --rounds 4
 	$(BIN)/python -m benchmarks.bench_plans --spec sweeps/specs/demo.yaml --rounds 3
 	$(BIN)/python -m benchmarks.bench_scheduling

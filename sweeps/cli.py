@@ -1,24 +1,28 @@
 """The `dqn-sweep` command: validate and run sweep specs; plot and summarise their results.
 
 Exit codes: 0 all good; 1 the run finished but some trials failed; 2 bad input (nothing
-written); 130 interrupted (Ctrl-C; finished trials are kept, a rerun resumes).
+written); 130 interrupted by Ctrl-C, 143 by SIGTERM (finished trials are kept, a rerun
+resumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from sweeps.spec import InputError, SweepSpec
 
 if TYPE_CHECKING:
     from sweeps.plan import Unit
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +194,7 @@ def _local_estimate(spec: SweepSpec, cpus: int, slots: int, units: Sequence[Unit
     if guess is None and any(point.agent.network != "mlp" for point in spec.configs):
         return (
             "no time estimate: the planner's cost model is of MLPs (on the development machine "
-            "a MinAtar agent-step took about 4 ms of a core, in groups of 5: docs/pixels.md)"
+            "a MinAtar agent-step took about 3 ms of a core, in groups of 5 or 10: docs/pixels.md)"
         )
     if guess is None:
         return (
@@ -237,12 +241,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    previous = _sigterm_as_an_interrupt()
     try:
         code: int = args.func(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived outside a run's driver loop (which handles it as a request to stop)."""
+
+
+def _sigterm_as_an_interrupt() -> Callable[[int, FrameType | None], Any] | int | None:
+    """Have SIGTERM unwind like Ctrl-C, so that `finally` blocks run (a local Ray is shut
+    down, a lock released); returns the previous handler (None off the main thread)."""
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, terminate)

@@ -9,6 +9,7 @@ the Ray session (`sweeps.session`), the task body (`sweeps.task`), the submit/co
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +70,8 @@ class RunReport:
     outcomes: tuple[TrialOutcome, ...]
     interrupted: bool
     wall_s: float
+    signal_number: int = signal.SIGINT
+    """The signal that interrupted the run (SIGINT for Ctrl-C, or SIGTERM), if one did."""
 
     @property
     def failed(self) -> list[TrialOutcome]:
@@ -76,8 +79,9 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        """130 if interrupted (as for SIGINT), 1 if a trial failed, else 0."""
-        return 130 if self.interrupted else 1 if self.failed else 0
+        """128 + the signal's number if a signal interrupted the run (130 for Ctrl-C, 143 for
+        SIGTERM, as a shell reports them), 1 if a trial failed, else 0."""
+        return 128 + self.signal_number if self.interrupted else 1 if self.failed else 0
 
 
 def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> RunReport:
@@ -109,7 +113,9 @@ def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> RunReport:
         if not todo:
             return RunReport(folder.root, len(trials), skipped, (), False, 0.0)
         start = time.perf_counter()
-        outcomes, interrupted = _run_on_ray(spec, options, folder, complete, command, stream)
+        outcomes, interrupted, signal_number = _run_on_ray(
+            spec, options, folder, complete, command, stream
+        )
     wall_s = time.perf_counter() - start
     print_summary(
         stream,
@@ -119,7 +125,9 @@ def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> RunReport:
         interrupted=interrupted,
         command=command,
     )
-    return RunReport(folder.root, len(trials), skipped, tuple(outcomes), interrupted, wall_s)
+    return RunReport(
+        folder.root, len(trials), skipped, tuple(outcomes), interrupted, wall_s, signal_number
+    )
 
 
 def _run_on_ray(

@@ -31,10 +31,13 @@ _remote_unit = ray.remote(run_unit)
 
 
 class Finished(NamedTuple):
-    """The outcomes recorded, in the order they came back, and whether Ctrl-C ended the run."""
+    """The outcomes recorded, in the order they came back, and whether a signal (Ctrl-C, or
+    SIGTERM) ended the run."""
 
     outcomes: list[TrialOutcome]
     interrupted: bool
+    signal_number: int = signal.SIGINT
+    """The signal that ended the run, where one did."""
 
 
 def run_units(
@@ -82,9 +85,9 @@ def run_units(
             received.popleft()
 
     try:
-        with _ctrl_c_as_a_request() as stop_requested:
+        with _signals_as_a_request() as stop:
             while queue or pending:
-                if stop_requested():
+                if stop.signal_number is not None:
                     raise KeyboardInterrupt
                 while queue and len(pending) < max_in_flight:
                     unit = queue.popleft()
@@ -108,7 +111,8 @@ def run_units(
                     ray.cancel(ref, force=True)
             receive(finished)
         record_received()
-        return Finished(list(recorded.values()), interrupted=True)
+        signal_number = stop.signal_number if stop.signal_number is not None else signal.SIGINT
+        return Finished(list(recorded.values()), interrupted=True, signal_number=signal_number)
     finally:
         if board is not None:
             with contextlib.suppress(Exception):
@@ -116,32 +120,42 @@ def run_units(
     return Finished(list(recorded.values()), interrupted=False)
 
 
+class _StopRequest:
+    """Which signal asked the driver loop to stop, if one has."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+
+
 @contextlib.contextmanager
-def _ctrl_c_as_a_request() -> Iterator[Callable[[], bool]]:
-    """While the driver loop runs, a first Ctrl-C only asks it to stop; it does so at the top
-    of its next pass, after writing what it had received. A second Ctrl-C interrupts at once.
+def _signals_as_a_request() -> Iterator[_StopRequest]:
+    """While the driver loop runs, a first Ctrl-C (SIGINT) or SIGTERM only asks it to stop; it
+    does so at the top of its next pass, after writing what it had received. A second signal
+    interrupts at once.
 
     A KeyboardInterrupt raised wherever the signal happens to land can land inside Ray's own
     calls (measured: one run in three of the Ctrl-C test went on as if nothing had happened),
-    and in the middle of writing a trial. Only the main thread may set a signal handler;
-    elsewhere Ctrl-C keeps its default behaviour.
+    and in the middle of writing a trial. SIGTERM (what `kill`, systemd and schedulers send)
+    would otherwise end the process on the spot, leaving a local Ray's processes behind. Only
+    the main thread may set a signal handler; elsewhere the signals keep their default
+    behaviour.
     """
-    requested = False
+    stop = _StopRequest()
 
     def request(signum: int, frame: object) -> None:
-        nonlocal requested
-        if requested:
+        if stop.signal_number is not None:
             raise KeyboardInterrupt
-        requested = True
+        stop.signal_number = signum
 
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield stop
         return
-    previous = signal.signal(signal.SIGINT, request)
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield lambda: requested
+        yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _collect(ref: Any, unit: Unit) -> list[TrialOutcome]:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[Cluster]:
                 raise InputError(f"could not start a local Ray instance: {exc}") from exc
             raise InputError(f"{source} {target}: cannot connect to a Ray cluster: {exc}") from exc
         started = True
+    # A local Ray dies with its driver even when the driver is killed (sweeps.reaper).
+    reaper = _start_reaper() if started and target is None else None
     try:
         local = started and target is None
         cluster = Cluster(
@@ -115,6 +118,23 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[Cluster]:
     finally:
         if started:
             ray.shutdown()
+        if reaper is not None:
+            reaper.terminate()
+            reaper.wait()
+
+
+def _start_reaper() -> subprocess.Popen[bytes] | None:
+    """The watcher that ends this local Ray's processes if this driver dies without shutting
+    them down; in a session of its own, so that what kills the driver does not kill it."""
+    if not os.path.exists("/proc/self/stat"):
+        return None  # it reads /proc: Linux only
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeps.reaper", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _alive_nodes() -> list[dict[str, float]]:

@@ -122,8 +122,11 @@ def test_a_trial_that_raises_is_recorded_and_the_others_complete(
     _assert_one_complete_set(out / "faults", 4)
 
 
-def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("signal_number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "term"]
+)
+def test_ctrl_c_or_sigterm_keeps_finished_trials_and_a_rerun_resumes(
+    signal_number: int, code: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = load_spec(write_spec(tmp_path, SPEC))
     out = tmp_path / "out"
@@ -131,8 +134,8 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
 
     def interrupt(outcome: TrialOutcome) -> None:
         first.append(outcome)
-        if len(first) == 1:  # as Ctrl-C does, once the first trial of a task is recorded
-            os.kill(os.getpid(), signal.SIGINT)
+        if len(first) == 1:  # as Ctrl-C or kill do, once the first trial of a task is recorded
+            os.kill(os.getpid(), signal_number)
 
     # Tasks of two seeds, one at a time: the interrupt comes while the driver is writing the
     # first task's results, before the second task is submitted.
@@ -144,7 +147,7 @@ def test_ctrl_c_keeps_finished_trials_and_a_rerun_resumes(
         command=["dqn-sweep", "run", "x"],
     )
     report = run_sweep(spec, options)
-    assert report.interrupted and report.exit_code == 130
+    assert report.interrupted and report.exit_code == code
     assert "To resume, run again: dqn-sweep run x" in capsys.readouterr().out
     done = ResultsFolder(out / "faults").complete_ids()
     # Every trial that reached the driver is on disk: both seeds of the interrupted task.
@@ -170,6 +173,12 @@ def _session_pids(session: int) -> list[int]:
         if entry.name.isdigit() and int(fields[3]) == session and fields[0] != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+def _command(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+    return "?"
 
 
 def _kill_session(session: int) -> None:
@@ -228,6 +237,12 @@ def test_a_killed_driver_loses_nothing_finished(tmp_path: Path) -> None:
             time.sleep(0.05)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
+        # The local Ray the driver started goes with it (sweeps.reaper ends what remains).
+        deadline = time.monotonic() + 30
+        while _session_pids(driver.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = {pid: _command(pid) for pid in _session_pids(driver.pid)}
+        assert not left, f"processes of the killed driver left running: {left}"
     finally:
         _kill_session(driver.pid)
     kept = folder.complete_ids()
