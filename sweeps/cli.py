@@ -1,8 +1,9 @@
 """The `dqn-sweep` command: validate and run sweep specs; plot and summarise their results.
 
 Exit codes: 0 all good; 1 the run finished but some trials failed; 2 bad input (nothing
-written); 130 interrupted by Ctrl-C, 143 by SIGTERM (finished trials are kept, a rerun
-resumes).
+written); 3 the results could not be written (a full disk, a read-only folder: the run stopped,
+trials written before are kept, a rerun resumes); 130 interrupted by Ctrl-C, 143 by SIGTERM
+(finished trials are kept, a rerun resumes).
 """
 
 from __future__ import annotations
@@ -233,7 +234,14 @@ def _run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         command=("dqn-sweep", *args.argv),
     )
-    return run_sweep(spec, options).exit_code
+    try:
+        return run_sweep(spec, options).exit_code
+    except OSError as exc:  # the results folder could not be set up: nothing was trained
+        from sweeps.runner import EXIT_WRITE_FAILED
+        from sweeps.store import describe_os_error
+
+        print(f"error: cannot write the results: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -183,6 +183,7 @@ def print_summary(
     folder: Path,
     interrupted: bool,
     command: Sequence[str],
+    write_error: OSError | None = None,
 ) -> None:
     """What the run trained, which trials failed and where their errors are, and the command
     that resumes or retries it."""
@@ -207,6 +208,15 @@ def print_summary(
         print(
             f"interrupted: running tasks were cancelled; finished trials are kept in "
             f"{folder}. To resume, run again: {again}",
+            file=stream,
+        )
+    if write_error is not None:
+        where = write_error.filename if write_error.filename is not None else folder
+        print(
+            f"cannot write {where}: {write_error.strerror or write_error}. The run stopped and "
+            f"running tasks were cancelled; the {len(outcomes)} trial(s) written before are "
+            f"kept in {folder}. Free some space (or make the folder writable), then run again: "
+            f"{again}",
             file=stream,
         )
     stream.flush()

@@ -26,7 +26,7 @@ from sweeps.resume import check_resume, check_writable
 from sweeps.scheduler import Finished, run_units
 from sweeps.session import ray_session
 from sweeps.spec import SweepSpec
-from sweeps.store import ResultsFolder, ResultsStore, TrialOutcome
+from sweeps.store import ResultsFolder, ResultsStore, TrialOutcome, describe_os_error
 from sweeps.task import Train
 
 
@@ -60,6 +60,10 @@ class RunOptions:
     """What each task calls to train its seeds; tests give a wrapper that fails or kills."""
 
 
+EXIT_WRITE_FAILED = 3
+"""A run's exit code when it could not write its results (a full disk, a read-only folder)."""
+
+
 @dataclass(frozen=True)
 class RunReport:
     """What a run did: trials planned, skipped, finished, failed; whether it was interrupted."""
@@ -72,6 +76,8 @@ class RunReport:
     wall_s: float
     signal_number: int = signal.SIGINT
     """The signal that interrupted the run (SIGINT for Ctrl-C, or SIGTERM), if one did."""
+    write_error: OSError | None = None
+    """Why the run could not write its results, if it could not: it stopped there."""
 
     @property
     def failed(self) -> list[TrialOutcome]:
@@ -79,8 +85,11 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        """128 + the signal's number if a signal interrupted the run (130 for Ctrl-C, 143 for
-        SIGTERM, as a shell reports them), 1 if a trial failed, else 0."""
+        """3 if the results could not be written, 128 + the signal's number if a signal
+        interrupted the run (130 for Ctrl-C, 143 for SIGTERM, as a shell reports them), 1 if a
+        trial failed, else 0."""
+        if self.write_error is not None:
+            return EXIT_WRITE_FAILED
         return 128 + self.signal_number if self.interrupted else 1 if self.failed else 0
 
 
@@ -113,9 +122,8 @@ def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> RunReport:
         if not todo:
             return RunReport(folder.root, len(trials), skipped, (), False, 0.0)
         start = time.perf_counter()
-        outcomes, interrupted, signal_number = _run_on_ray(
-            spec, options, folder, complete, command, stream
-        )
+        finished = _run_on_ray(spec, options, folder, complete, command, stream)
+        outcomes, interrupted, signal_number, write_error = finished
     wall_s = time.perf_counter() - start
     print_summary(
         stream,
@@ -124,9 +132,17 @@ def run_sweep(spec: SweepSpec, options: RunOptions | None = None) -> RunReport:
         folder=folder.root,
         interrupted=interrupted,
         command=command,
+        write_error=write_error,
     )
     return RunReport(
-        folder.root, len(trials), skipped, tuple(outcomes), interrupted, wall_s, signal_number
+        folder.root,
+        len(trials),
+        skipped,
+        tuple(outcomes),
+        interrupted,
+        wall_s,
+        signal_number,
+        write_error,
     )
 
 
@@ -194,6 +210,18 @@ def _run_on_ray(
                 train=options.train,
             )
         failed = [o.spec.trial_id for o in finished.outcomes if o.status == "failed"]
-        trained = len(finished.outcomes)
-        store.finish({"trained": trained, "failed": failed, "interrupted": finished.interrupted})
+        summary: dict[str, object] = {
+            "trained": len(finished.outcomes),
+            "failed": failed,
+            "interrupted": finished.interrupted,
+        }
+        if finished.write_error is not None:
+            summary["write_error"] = describe_os_error(finished.write_error)
+        try:
+            store.finish(summary)
+        except OSError as exc:
+            if finished.write_error is None:
+                return finished._replace(write_error=exc)
+            # The disk that refused the trial refuses the record too: the run's record stays
+            # open in manifest.json, which a later run tolerates.
     return finished

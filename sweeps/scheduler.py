@@ -38,6 +38,9 @@ class Finished(NamedTuple):
     interrupted: bool
     signal_number: int = signal.SIGINT
     """The signal that ended the run, where one did."""
+    write_error: OSError | None = None
+    """Why the run stopped writing, where it could not write a trial (a full disk, a folder
+    made read-only): it then stopped, and `outcomes` are those written before."""
 
 
 def run_units(
@@ -103,14 +106,18 @@ def run_units(
                     done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
                 receive(done)
                 record_received()
+    except OSError as exc:  # a trial could not be written: stop, keep what was written
+        _cancel(list(pending))
+        return Finished(list(recorded.values()), interrupted=False, write_error=exc)
     except KeyboardInterrupt:
         if pending:
             finished, still = ray.wait(list(pending), num_returns=len(pending), timeout=0)
-            for ref in still:  # stop using the cluster first, then write what is finished
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
+            _cancel(still)  # stop using the cluster first, then write what is finished
             receive(finished)
-        record_received()
+        try:
+            record_received()
+        except OSError as exc:
+            return Finished(list(recorded.values()), interrupted=False, write_error=exc)
         signal_number = stop.signal_number if stop.signal_number is not None else signal.SIGINT
         return Finished(list(recorded.values()), interrupted=True, signal_number=signal_number)
     finally:
@@ -118,6 +125,12 @@ def run_units(
             with contextlib.suppress(Exception):
                 ray.kill(board)
     return Finished(list(recorded.values()), interrupted=False)
+
+
+def _cancel(refs: Sequence[Any]) -> None:
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=True)
 
 
 class _StopRequest:

@@ -22,6 +22,7 @@ at any point leaves either a complete trial or one that a rerun trains again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -165,6 +166,20 @@ class ResultsStore:
         root = folder.root
         if fresh and folder.spec_path.exists():
             _remove_tree(root)
+        made = not root.exists()
+        try:
+            return cls._open(folder, spec, run_info)
+        except OSError:
+            if made:  # a run that never started leaves nothing half-made behind
+                with contextlib.suppress(OSError):
+                    _remove_tree(root)
+            raise
+
+    @classmethod
+    def _open(
+        cls, folder: ResultsFolder, spec: SweepSpec, run_info: Mapping[str, Any]
+    ) -> ResultsStore:
+        root = folder.root
         root.mkdir(parents=True, exist_ok=True)
         remove_temp_files(root)
         # spec.yaml first: a folder holding it is a results folder, which a later run may resume
@@ -234,6 +249,13 @@ class ResultsStore:
         rows = sorted(self._rows.values(), key=lambda r: self._order.get(r["trial_id"], 1 << 30))
         path = self.folder.trials_path
         write_parquet_atomic(TRIALS.from_rows(rows, where=path), path)
+
+
+def describe_os_error(error: OSError) -> str:
+    """'<path>: <the operating system's reason>', e.g. 'out/x/trials.parquet: No space left on
+    device'."""
+    where = error.filename if error.filename is not None else "the results folder"
+    return f"{where}: {error.strerror or error}"
 
 
 def trial_row(outcome: TrialOutcome) -> dict[str, Any]:
