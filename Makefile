@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.bench_learners
 	$(BIN)/python -m benchmarks.bench_pixels
 	$(BIN)/python -m benchmarks.bench_memory
+	$(BIN)/python -m benchmarks.bench_validate
 	$(BIN)/python -m benchmarks.bench_plans --rounds 4
 	$(BIN)/python -m benchmarks.bench_plans --spec sweeps/specs/demo.yaml --rounds 3
 	$(BIN)/python -m benchmarks.bench_scheduling
@@ -56,6 +57,8 @@ bench-gpu: setup
 bench-learning: setup
 	$(BIN)/python -m benchmarks.bench_learning --env CartPole-v1
 	$(BIN)/python -m benchmarks.bench_learning --env LunarLander-v3
+	$(BIN)/python -m benchmarks.bench_learning --env MinAtar/SpaceInvaders-v0
+	$(BIN)/python -m benchmarks.bench_learning --env MinAtar/Breakout-v0
 
 # The smoke sweep on a Ray cluster in containers (a head and 2 workers, token auth): builds the
 # images (without a registry where needed), runs the sweep through the head, leaves

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -86,3 +88,27 @@ def session_pids(session: int) -> list[int]:
         if int(fields[3]) == session and fields[0] != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+def in_mount_namespace(shell: str, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the shell command `shell` in a mount namespace of its own, whose mounts end with it
+    (`unshare -m`); skip the calling test where this machine cannot make one or mount."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare(1) to make a mount namespace with")
+    probe = subprocess.run(
+        [unshare, "-m", "true"], capture_output=True, text=True, check=False, timeout=30
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a mount namespace here: {probe.stderr.strip()}")
+    done = subprocess.run(
+        [unshare, "-m", "--propagation", "private", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        check=False,
+    )
+    if "mount:" in done.stderr:
+        pytest.skip(f"cannot mount here: {done.stderr.strip()}")
+    return done

@@ -21,7 +21,7 @@ from dqn_agent import AgentConfig, ConfigError, TrialSpec
 from sweeps.cli import main
 from sweeps.spec import MAX_TRIALS, SpecError, parse_spec
 from sweeps.store import TrialOutcome, trial_row
-from tests.conftest import TINY_SPEC
+from tests.conftest import TINY_SPEC, in_mount_namespace
 
 MOST_OUTPUT = 4_000
 """Most characters a refusal may print: a few lines, whatever the input."""
@@ -306,27 +306,9 @@ def test_plot_refuses_an_out_that_is_a_file(
 def _with_mount(mount: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
     """Run `dqn-sweep argv` after the shell command `mount`, in a mount namespace of its own
     (its mounts end with the process); skips where this machine cannot mount."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("no unshare(1) to make a mount namespace with")
-    probe = subprocess.run(
-        [unshare, "-m", "true"], capture_output=True, text=True, check=False, timeout=30
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"cannot make a mount namespace here: {probe.stderr.strip()}")
     python = "import sys; from sweeps.cli import main; sys.exit(main(sys.argv[1:]))"
     command = shlex.join([sys.executable, "-c", python, *argv])
-    done = subprocess.run(
-        [unshare, "-m", "--propagation", "private", "sh", "-c", f"{mount} && exec {command}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-        check=False,
-    )
-    if "mount:" in done.stderr:
-        pytest.skip(f"cannot mount here: {done.stderr.strip()}")
-    return done
+    return in_mount_namespace(f"{mount} && exec {command}", timeout=120)
 
 
 @pytest.mark.parametrize("with_plots_folder", [False, True], ids=["no plots/", "plots/"])

@@ -4,10 +4,7 @@ cannot make one."""
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import pytest
 from sweeps.cli import main
 from sweeps.runner import EXIT_WRITE_FAILED
 from sweeps.store import ResultsFolder
-from tests.conftest import TINY_SPEC, write_spec
+from tests.conftest import TINY_SPEC, in_mount_namespace, write_spec
 
 pytestmark = pytest.mark.slow  # Ray, training
 
@@ -50,27 +47,6 @@ sys.exit(run_sweep(load_spec(spec), options).exit_code)
 """A sweep's driver (`python -c`) that fills its disk once it has written its first trial."""
 
 
-def _in_namespace(shell: str) -> subprocess.CompletedProcess[str]:
-    """Run `shell` in a mount namespace of its own; skip where none can be made."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("no unshare(1) to make a mount namespace with")
-    probe = subprocess.run([unshare, "-m", "true"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot make a mount namespace here: {probe.stderr.strip()}")
-    done = subprocess.run(
-        [unshare, "-m", "--propagation", "private", "sh", "-c", shell],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-        check=False,
-    )
-    if "mount:" in done.stderr:
-        pytest.skip(f"cannot mount here: {done.stderr.strip()}")
-    return done
-
-
 def test_a_disk_full_mid_run_stops_the_run_and_keeps_what_was_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -82,7 +58,7 @@ def test_a_disk_full_mid_run_stops_the_run_and_keeps_what_was_written(
     # The folder is copied out of the tmpfs, the filler left behind, before both are gone.
     copy = f"rm -f {where}/filler; cp -a {where}/writes {shlex.quote(str(kept))}/"
     tmpfs = f"mount -t tmpfs -o size=64m tmpfs {where}"
-    done = _in_namespace(f"{tmpfs} && {{ {driver}; code=$?; {copy}; exit $code; }}")
+    done = in_mount_namespace(f"{tmpfs} && {{ {driver}; code=$?; {copy}; exit $code; }}")
 
     assert done.returncode == EXIT_WRITE_FAILED, done.stderr[-2000:]
     assert "Traceback" not in done.stdout + done.stderr
@@ -117,7 +93,9 @@ def test_a_disk_full_from_the_start_leaves_nothing_behind(tmp_path: Path) -> Non
     # A tmpfs of one page: spec.yaml fits, the manifest does not. What the run left in the
     # tmpfs is listed before the namespace, and the mount with it, are gone.
     tiny = f"mount -t tmpfs -o size=4k tmpfs {where}"
-    done = _in_namespace(f"{tiny} && {{ {run}; code=$?; echo LEFT:$(ls -A {where}); exit $code; }}")
+    done = in_mount_namespace(
+        f"{tiny} && {{ {run}; code=$?; echo LEFT:$(ls -A {where}); exit $code; }}"
+    )
 
     assert done.returncode == EXIT_WRITE_FAILED, done.stderr[-2000:]
     assert "No space left on device" in done.stderr
