@@ -291,6 +291,23 @@ def fit_memory(spec: SweepSpec, units: Sequence[Unit], limit: float) -> list[Uni
     return fitted
 
 
+def memory_warning(spec: SweepSpec, units: Sequence[Unit], limit: float | None) -> str:
+    """A line on the largest task's memory where it is over half of what a task can have
+    (`limit` bytes), else ''."""
+    if limit is None:
+        return ""
+    sizes = {(unit[0].agent, len(unit)) for unit in units}
+    estimates = [e for config, n in sizes if (e := unit_memory(spec, config, n)) is not None]
+    largest = max(estimates, key=lambda e: e.total, default=None)
+    if largest is None or largest.total <= limit / 2:
+        return ""
+    return (
+        f"the largest task needs about {largest.describe()} of memory, more than half of the "
+        f"{gigabytes(limit)} a task can have; lower agent.buffer_size or the seeds per task "
+        "(--group-size) if the machine has other work"
+    )
+
+
 def _over(estimate: MemoryEstimate | None, limit: float) -> bool:
     return estimate is not None and estimate.total > limit
 

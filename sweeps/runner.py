@@ -20,7 +20,7 @@ from typing import TextIO
 from dqn_agent import train_group
 from sweeps.display import describe_plan, make_display, print_summary
 from sweeps.lock import FolderLock
-from sweeps.plan import check_group_size, expand, make_plan
+from sweeps.plan import check_group_size, expand, make_plan, memory_warning
 from sweeps.provenance import provenance
 from sweeps.resume import check_resume, check_writable
 from sweeps.scheduler import Finished, run_units
@@ -159,13 +159,17 @@ def _run_on_ray(
         capacity = cluster.task_slots(spec.resources)
         cap = options.max_in_flight or spec.resources.max_in_flight or 2 * capacity
         slots = min(capacity, cap)  # tasks running at once
+        memory_per_task = cluster.memory_per_task(spec.resources)
         plan = make_plan(
             spec,
             complete=complete,
             group_size=options.group_size,
             capacity=slots,
-            memory_per_task=cluster.memory_per_task(spec.resources),
+            memory_per_task=memory_per_task,
         )
+        warning = memory_warning(spec, plan.units, memory_per_task)
+        if warning:
+            print(f"warning: {spec.source}: {warning}", file=stream, flush=True)
         if not options.quiet:
             line = describe_plan(spec, plan.units, slots=slots, cpus=cluster.cpus)
             print(line, file=stream, flush=True)

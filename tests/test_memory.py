@@ -21,7 +21,7 @@ from dqn_agent.memory import (
 )
 from dqn_agent.networks import QNetwork
 from sweeps.cli import main
-from sweeps.plan import make_plan, unit_memory
+from sweeps.plan import make_plan, memory_warning, unit_memory
 from sweeps.spec import InputError, parse_spec
 
 
@@ -101,3 +101,14 @@ def test_validate_refuses_a_spec_this_machine_cannot_hold_and_writes_nothing(
     assert "agent.buffer_size" in err and "Traceback" not in err
     assert len(err) < 400
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_a_task_over_half_of_its_memory_gets_a_warning_with_the_figure() -> None:
+    spec = parse_spec(MINATAR)
+    units = make_plan(spec, group_size=6).units
+    six = unit_memory(spec, spec.configs[0].agent, 6)
+    assert six is not None
+    warning = memory_warning(spec, units, 1.5 * six.total)
+    assert f"about {six.describe()}" in warning and "agent.buffer_size" in warning
+    assert memory_warning(spec, units, 2.5 * six.total) == ""
+    assert memory_warning(spec, units, None) == ""
