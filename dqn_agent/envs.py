@@ -113,12 +113,12 @@ def check_spaces(
     """DQN here needs a Box of observations, flat (vectors) or (C, H, W) (images), and a
     Discrete set of actions."""
     shape = observation_space.shape if isinstance(observation_space, gym.spaces.Box) else ()
-    channel_first = len(shape) == 3 and shape[0] < min(shape[1], shape[2])
+    channel_first = len(shape) == 3 and shape[0] <= min(shape[1], shape[2])
     if len(shape) != 1 and not channel_first:
         raise UnsupportedEnvError(
             f"env {env_id!r} has observation space {observation_space}: this DQN needs a flat "
-            "Box (a 1-D vector of numbers) or channel-first images (C, H, W) with fewer "
-            "channels than rows and columns; wrap the env (e.g. FlattenObservation, or "
+            "Box (a 1-D vector of numbers) or channel-first images (C, H, W) with no more "
+            "channels than rows or columns; wrap the env (e.g. FlattenObservation, or "
             "ReshapeObservation / TransformObservation to put channels first) or pick another"
         )
     if not isinstance(action_space, gym.spaces.Discrete):

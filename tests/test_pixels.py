@@ -86,6 +86,10 @@ def test_minatar_observations_are_channel_first_uint8() -> None:
     assert env.action_space == gym.spaces.Discrete(6)
     minimal = make_env("MinAtar/SpaceInvaders-v1").action_space
     assert minimal == gym.spaces.Discrete(4)
+    # Every game, Seaquest's 10 channels on 10 x 10 included.
+    channels = {"Asterix": 4, "Breakout": 4, "Freeway": 7, "Seaquest": 10, "SpaceInvaders": 6}
+    for game, c in channels.items():
+        assert make_env(f"MinAtar/{game}-v0").observation_space.shape == (c, 10, 10)
 
 
 def test_networks_that_cannot_read_the_observations_are_refused_naming_network() -> None:
