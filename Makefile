@@ -10,6 +10,10 @@ $(BIN)/dqn-sweep: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# rliable (the reference for the aggregate metrics' tests) pins arch<8, whose releases do
+	# not import with pandas 3: install arch 8 and rliable without its pins.
+	$(BIN)/pip install -q -c constraints.txt "arch>=8" "absl-py>=1"
+	$(BIN)/pip install -q --no-deps "rliable==1.2.0"
 	touch $@
 
 setup: $(BIN)/dqn-sweep
