@@ -374,19 +374,33 @@ def check_network(config: AgentConfig, env_id: str, obs_shape: Sequence[int]) ->
         raise ConfigError("network", config.network, allowed)
     if not image:
         return
-    height, width = obs_shape[1], obs_shape[2]
-    kernels = [(3, 1)] * len(config.conv_channels)
-    if config.network == "nature":
-        kernels = [(8, 4), (4, 2), (3, 1)]
-    for kernel, stride in kernels:
-        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
-    if height < 1 or width < 1:
+    sizes = conv_output_sizes(config, obs_shape)
+    if sizes[-1][1] < 1 or sizes[-1][2] < 1:
         if config.network == "nature":
             allowed = f"'minatar' for {env_id}'s small images {tuple(obs_shape)}"
             raise ConfigError("network", config.network, allowed)
         most = (min(obs_shape[1], obs_shape[2]) - 1) // 2
         allowed = f"at most {most} convolutions for {env_id}'s images {tuple(obs_shape)}"
         raise ConfigError("channels", list(config.conv_channels), allowed, other="network")
+
+
+def conv_layers(config: AgentConfig) -> list[tuple[int, int, int]]:
+    """(kernel size, stride, output channels) of each convolution `config.network` has:
+    `minatar` 3x3 stride 1 convolutions, `nature` 8x8/4, 4x4/2 and 3x3/1; none for `mlp`."""
+    channels = config.conv_channels
+    if config.network == "nature":
+        return [(8, 4, channels[0]), (4, 2, channels[1]), (3, 1, channels[2])]
+    return [(3, 1, c) for c in channels]
+
+
+def conv_output_sizes(config: AgentConfig, obs_shape: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(channels, height, width) of the image after each convolution (no padding), the input
+    first: what `check_network` checks and `dqn_agent.memory` counts."""
+    sizes = [(obs_shape[0], obs_shape[1], obs_shape[2])]
+    for kernel, stride, out in conv_layers(config):
+        _, height, width = sizes[-1]
+        sizes.append((out, (height - kernel) // stride + 1, (width - kernel) // stride + 1))
+    return sizes
 
 
 def hidden_sizes_text(sizes: Sequence[int]) -> str:

@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dqn_agent.config import AgentConfig
+from dqn_agent.config import AgentConfig, conv_layers, conv_output_sizes
 
 SLOT_SCALAR_BYTES = 1 + 4 + 1 + 1 + 4
 """Bytes a `FrameReplayBuffer` slot holds besides its frame: action (uint8), reward (float32),
@@ -122,17 +122,13 @@ def _network_size(config: AgentConfig, obs_shape: Sequence[int], n_actions: int)
     params = activations = 0
     features = math.prod(obs_shape)
     if config.network != "mlp":
-        channels, height, width = obs_shape
-        layers = [(3, 1)] * len(config.conv_channels)
-        if config.network == "nature":
-            layers = [(8, 4), (4, 2), (3, 1)]
-        for (kernel, stride), out in zip(layers, config.conv_channels, strict=True):
-            height = (height - kernel) // stride + 1
-            width = (width - kernel) // stride + 1
-            params += out * (channels * kernel * kernel + 1)
-            activations += out * height * width
-            channels = out
-        features = channels * height * width
+        sizes = conv_output_sizes(config, obs_shape)
+        for (kernel, _, out), (c_in, _, _), size in zip(
+            conv_layers(config), sizes, sizes[1:], strict=True
+        ):
+            params += out * (c_in * kernel * kernel + 1)
+            activations += math.prod(size)
+        features = math.prod(sizes[-1])
     widths = [features, *config.hidden_sizes]
     for fan_in, fan_out in itertools.pairwise(widths):
         params += (fan_in + 1) * fan_out

@@ -164,13 +164,11 @@ def _print_memory(
 ) -> None:
     """The memory the plan's largest task needs, on stdout; on stderr as a warning too if it
     is over half of what a task can have here."""
-    from sweeps.plan import LOCAL_MEMORY_SHARE, machine_memory, unit_memory
+    from sweeps.plan import LOCAL_MEMORY_SHARE, largest_task_memory, machine_memory
 
-    sizes = {(unit[0].agent, len(unit)) for unit in units}
-    estimates = [e for config, n in sizes if (e := unit_memory(spec, config, n)) is not None]
-    if not estimates:
+    largest = largest_task_memory(spec, units)
+    if largest is None:
         return
-    largest = max(estimates, key=lambda e: e.total)
     line = (
         f"memory: the largest task needs about {largest.describe()}; each of {slots} task(s) "
         f"at a time can have {memory_per_task / 1e9:.1f} GB here ({LOCAL_MEMORY_SHARE:.0%} "

@@ -291,14 +291,19 @@ def fit_memory(spec: SweepSpec, units: Sequence[Unit], limit: float) -> list[Uni
     return fitted
 
 
+def largest_task_memory(spec: SweepSpec, units: Sequence[Unit]) -> MemoryEstimate | None:
+    """The estimate of the unit that needs the most memory; None if the env was not made."""
+    sizes = {(unit[0].agent, len(unit)) for unit in units}
+    estimates = [e for config, n in sizes if (e := unit_memory(spec, config, n)) is not None]
+    return max(estimates, key=lambda e: e.total, default=None)
+
+
 def memory_warning(spec: SweepSpec, units: Sequence[Unit], limit: float | None) -> str:
     """A line on the largest task's memory where it is over half of what a task can have
     (`limit` bytes), else ''."""
     if limit is None:
         return ""
-    sizes = {(unit[0].agent, len(unit)) for unit in units}
-    estimates = [e for config, n in sizes if (e := unit_memory(spec, config, n)) is not None]
-    largest = max(estimates, key=lambda e: e.total, default=None)
+    largest = largest_task_memory(spec, units)
     if largest is None or largest.total <= limit / 2:
         return ""
     return (
