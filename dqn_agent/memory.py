@@ -124,7 +124,7 @@ def _network_size(config: AgentConfig, obs_shape: Sequence[int], n_actions: int)
     if config.network != "mlp":
         sizes = conv_output_sizes(config, obs_shape)
         for (kernel, _, out), (c_in, _, _), size in zip(
-            conv_layers(config), sizes, sizes[1:], strict=True
+            conv_layers(config), sizes[:-1], sizes[1:], strict=True
         ):
             params += out * (c_in * kernel * kernel + 1)
             activations += math.prod(size)
