@@ -247,7 +247,8 @@ def _train_group(
         first.env_id, [st.env_seed for st in streams], device=device, backend=env_backend
     )
     obs_dim, obs_shape, n_actions = envs.obs_dim, envs.obs_shape, envs.n_actions
-    check_network(config, first.env_id, obs_shape)
+    if network is None:  # a network of the user's own reads what it was written for
+        check_network(config, first.env_id, obs_shape)
     evaluator = make_evaluator(
         envs, first.env_id, [st.eval_seed for st in streams], first.eval.episodes, device
     )
