@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from benchmarks import records
 from dqn_agent import default_config, make_env, observation_shape
 from dqn_agent.envs import frames_per_observation
 from dqn_agent.memory import env_package_bytes, frame_buffer_bytes, gigabytes, task_memory
@@ -153,9 +154,6 @@ def main() -> None:
         "groups": groups,
         "replay_100k": replays,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "memory.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# Memory: the planner's estimate against measured peaks",
         "",
@@ -183,7 +181,7 @@ def main() -> None:
             f"| {r['env']} | {tuple(r['frame'])} | {r['formula_bytes']:,} | "
             f"{r['tensor_bytes']:,} | {r['resident_growth_bytes']:,} |"
         )
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    records.save(args.out, "memory", record, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

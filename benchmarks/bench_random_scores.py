@@ -11,13 +11,13 @@ limits included). The returns' mean and standard error are recorded with this co
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import records
 from dqn_agent import make_env
 
 ENVS = (
@@ -70,9 +70,6 @@ def main() -> None:
             }
         )
     record = {"command": "python -m benchmarks.bench_random_scores", "envs": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "random_scores.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# Random-policy scores",
         "",
@@ -83,7 +80,7 @@ def main() -> None:
         "|---|---:|---:|",
         *[f"| {r['env_id']} | {r['mean']:.2f} | {r['standard_error']:.2f} |" for r in rows],
     ]
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    records.save(args.out, "random_scores", record, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

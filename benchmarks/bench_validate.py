@@ -9,7 +9,6 @@ their memory, the time estimate).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import subprocess
@@ -18,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import records
 from sweeps.spec import MAX_TRIALS
 
 SPEC = f"""\
@@ -57,9 +57,6 @@ def main() -> None:
         "host": platform.node(),
         "output": last_lines,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "validate.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# Validate at the largest trial count",
         "",
@@ -73,7 +70,7 @@ def main() -> None:
         "",
         *[f"    {line}" for line in last_lines],
     ]
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    records.save(args.out, "validate", record, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
