@@ -15,7 +15,14 @@ import os
 import sys
 from pathlib import Path
 
-from analysis.options import DEFAULT_RESAMPLES, FIGURE_FORMATS, METRICS, SUMMARY_FORMATS, X_AXES
+from analysis.options import (
+    DEFAULT_RESAMPLES,
+    FIGURE_FORMATS,
+    MAX_RESAMPLES,
+    METRICS,
+    SUMMARY_FORMATS,
+    X_AXES,
+)
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -28,6 +35,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _resamples(text: str) -> int:
+    """An argparse type for --resamples: 1 to `MAX_RESAMPLES`, so memory stays bounded."""
+    value = _positive_int(text)
+    if value > MAX_RESAMPLES:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_RESAMPLES:,} (each resample holds its indices and estimates), got {text}"
+        )
     return value
 
 
@@ -44,7 +61,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resamples",
-        type=_positive_int,
+        type=_resamples,
         default=DEFAULT_RESAMPLES,
         help="bootstrap resamples of seeds (default: %(default)s)",
     )

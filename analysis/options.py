@@ -19,3 +19,7 @@ FIGURE_FORMATS = ("png", "svg", "pdf")
 
 DEFAULT_RESAMPLES = 2000
 """Bootstrap resamples per interval."""
+MAX_RESAMPLES = 100_000
+"""The most `--resamples` a command accepts: a bootstrap holds one row of indices and one of
+estimates per resample (10 seeds and 200 grid points: 170 MB at this bound), and intervals stop
+changing long before."""

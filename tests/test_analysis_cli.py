@@ -160,6 +160,18 @@ def test_summary_markdown_is_a_table(sweep: Path, capsys: pytest.CaptureFixture[
     ]
 
 
+def test_resamples_are_bounded_before_anything_is_allocated(
+    sweep: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in ("plot", "summary"):
+        with pytest.raises(SystemExit) as err:
+            _run([command, str(sweep), "--resamples", "1000000000"])
+        assert err.value.code == 2
+        message = capsys.readouterr().err
+        assert "--resamples" in message and "at most 100,000" in message
+        assert "Traceback" not in message
+
+
 def test_argparse_rejects_bad_options(sweep: Path) -> None:
     with pytest.raises(SystemExit) as err:
         _run(["plot", str(sweep), "--smooth", "0"])
