@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sweeps.plan import Unit, describe_tasks, duration, estimate_units
 from sweeps.spec import SweepSpec
-from sweeps.store import TrialOutcome
+from sweeps.store import TrialOutcome, describe_os_error
 
 
 def describe_plan(spec: SweepSpec, units: Sequence[Unit], *, slots: int, cpus: float) -> str:
@@ -211,9 +211,8 @@ def print_summary(
             file=stream,
         )
     if write_error is not None:
-        where = write_error.filename if write_error.filename is not None else folder
         print(
-            f"cannot write {where}: {write_error.strerror or write_error}. The run stopped and "
+            f"cannot write {describe_os_error(write_error)}. The run stopped and "
             f"running tasks were cancelled; the {len(outcomes)} trial(s) written before are "
             f"kept in {folder}. Free some space (or make the folder writable), then run again: "
             f"{again}",

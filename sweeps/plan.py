@@ -386,9 +386,7 @@ class Estimate(NamedTuple):
     """Seconds of CPU core time, all tasks together."""
 
 
-def estimate(
-    spec: SweepSpec, *, cpus: float, slots: int, memory_per_task: float | None = None
-) -> Estimate | None:
+def estimate(spec: SweepSpec, *, cpus: float, slots: int) -> Estimate | None:
     """The cost of training every trial of `spec`, `slots` tasks at a time on `cpus` cores, by
     the model that plans the groups (`unit_cost`); None where that model does not apply: tasks
     on GPUs, a budget in episodes (a number of env steps unknown in advance), or convolutional
@@ -400,7 +398,7 @@ def estimate(
     at least the core time over the cores; a task given several cores is not counted faster.
     On the development machine it has been within about 20% of measured times, mostly below
     (docs/sweeps.md)."""
-    units = make_plan(spec, group_size=None, capacity=slots, memory_per_task=memory_per_task).units
+    units = make_plan(spec, group_size=None, capacity=slots).units
     return estimate_units(spec, units, cpus=cpus, slots=slots)
 
 
