@@ -13,7 +13,9 @@ Breakout-v0, 500,000 env steps, how many of 5 seeds end with a greedy evaluation
     .venv/bin/python -m benchmarks.bench_learning --env MinAtar/Breakout-v0
     .venv/bin/python -m benchmarks.bench_learning --env MinAtar/SpaceInvaders-v0
 
-Seeds train as one group (the same per-seed results as training each alone). Per-seed figures go
+Seeds train as one group (the same per-seed results as training each alone). With
+`--processes N` the seeds are split into N groups trained side by side, one process and one core
+each; a seed's figures are the same either way, only the wall time changes. Per-seed figures go
 to a Markdown table on stdout and to JSON under benchmarks/results/.
 """
 
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from dqn_agent import Budget, EvalSettings, Progress, TrialSpec, default_config, train_group
@@ -54,6 +58,9 @@ def main() -> None:
     parser.add_argument("--env", choices=sorted(TARGETS), default="CartPole-v1")
     parser.add_argument("--seeds", type=int, help="number of seeds (default: the target's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--processes", type=int, default=1, help="split the seeds over this many processes"
+    )
     args = parser.parse_args()
 
     target = TARGETS[args.env]
@@ -70,17 +77,23 @@ def main() -> None:
         for seed in range(n_seeds)
     ]
     start = time.perf_counter()
-    results = train_group(specs, progress=_report)
+    n_processes = max(1, min(args.processes, n_seeds))
+    chunks = [specs[i::n_processes] for i in range(n_processes)]
+    if n_processes == 1:
+        evaluations = _train(specs)
+    else:
+        with multiprocessing.get_context("spawn").Pool(n_processes) as pool:
+            evaluations = [pair for part in pool.map(_train, chunks) for pair in part]
+    evaluations.sort(key=lambda pair: pair[0])
     wall_s = time.perf_counter() - start
 
     threshold = target["threshold"]
     rows: list[dict[str, Any]] = []
-    for result in results:
-        evals = result.evals
+    for seed, evals in evaluations:
         reached = evals.loc[evals["eval_return_mean"] >= threshold, "env_step"]
         rows.append(
             {
-                "seed": result.spec.seed,
+                "seed": seed,
                 "best_eval": float(evals["eval_return_mean"].max()),
                 "final_eval": float(evals["eval_return_mean"].iloc[-1]),
                 "first_step_at_threshold": int(reached.iloc[0]) if len(reached) else None,
@@ -99,14 +112,17 @@ def main() -> None:
         "wall_s": wall_s,
         "host": platform.node(),
         "torch": torch.__version__,
-        "command": f"python -m benchmarks.bench_learning --env {args.env}",
+        "processes": n_processes,
+        "command": f"python -m benchmarks.bench_learning --env {args.env}"
+        + (f" --processes {n_processes}" if n_processes > 1 else ""),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"learning_{args.env.replace('/', '_')}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
 
     lines = [
-        f"## {args.env}: {n_seeds} seeds, {target['env_steps']:,} env steps, {wall_s:.0f} s",
+        f"## {args.env}: {n_seeds} seeds, {target['env_steps']:,} env steps, {wall_s:.0f} s"
+        + (f" ({n_processes} processes side by side)" if n_processes > 1 else ""),
         "",
         f"Command: `{record['command']}`; torch {record['torch']}.",
         "",
@@ -127,6 +143,13 @@ def main() -> None:
     ]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines) + f"\nwritten to {path} and {path.with_suffix('.md')}")
+
+
+def _train(specs: list[TrialSpec]) -> list[tuple[int, pd.DataFrame]]:
+    """Train `specs` as one group in this process; each seed with its evaluations table."""
+    torch.set_num_threads(1)
+    results = train_group(specs, progress=_report)
+    return [(result.spec.seed, result.evals) for result in results]
 
 
 def _report(progress: Progress) -> None:
