@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sweeps.spec import InputError, SweepSpec
 
 if TYPE_CHECKING:
+    from dqn_agent import Budget
     from sweeps.plan import Unit
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -133,22 +134,35 @@ def _validate(args: argparse.Namespace) -> int:
     # The plan a local run would make; it refuses a seed this machine cannot hold.
     plan = make_plan(spec, group_size=None, capacity=max(1, slots), memory_per_task=memory_per_task)
     _print_warnings(spec)
-    budget = (
-        f"{spec.budget.env_steps:,} env steps"
-        if spec.budget.env_steps is not None
-        else f"{spec.budget.episodes:,} episodes"
-    )
     print(f"{spec.source}: OK")
-    print(
-        f"sweep {spec.name!r} on {spec.env_id}: {len(spec.configs)} configuration(s) x "
-        f"{len(spec.seeds):,} seed(s) = {spec.n_trials:,} trials of {budget} each"
-    )
-    for point in spec.configs:
+    configs = spec.envs[0].configs  # the same labels on every environment
+    if len(spec.envs) == 1:
+        print(
+            f"sweep {spec.name!r} on {spec.env_id}: {len(configs)} configuration(s) x "
+            f"{len(spec.seeds):,} seed(s) = {spec.n_trials:,} trials of "
+            f"{_budget_text(spec.budget)} each"
+        )
+    else:
+        print(
+            f"sweep {spec.name!r} on {len(spec.envs)} environments x {len(configs)} "
+            f"configuration(s) x {len(spec.seeds):,} seed(s) = {spec.n_trials:,} trials"
+        )
+        for part in spec.envs:
+            print(f"  {part.env_id}: {_budget_text(part.budget)} a trial")
+        print("configurations:")
+    for point in configs:
         print(f"  {point.label}")
     print(_local_estimate(spec, cpus, slots, plan.units))
     if memory_per_task is not None:
         _print_memory(spec, plan.units, slots, memory_per_task)
     return EXIT_OK
+
+
+def _budget_text(budget: Budget) -> str:
+    """'50,000 env steps' or '200 episodes'."""
+    if budget.env_steps is not None:
+        return f"{budget.env_steps:,} env steps"
+    return f"{budget.episodes:,} episodes"
 
 
 def _local_slots(spec: SweepSpec, cpus: int) -> int:

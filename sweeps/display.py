@@ -52,9 +52,10 @@ def make_display(total: int, total_steps: int | None, *, quiet: bool, stream: Te
 
 
 def describe_outcome(outcome: TrialOutcome) -> str:
-    """One line about a finished trial: id, configuration, seed, final evaluation, wall time."""
+    """One line about a finished trial: id, environment, configuration, seed, final
+    evaluation, wall time."""
     spec = outcome.spec
-    head = f"{spec.trial_id}  {spec.label}  seed={spec.seed}"
+    head = f"{spec.trial_id}  {spec.env_id}  {spec.label}  seed={spec.seed}"
     retried = f"  attempts={outcome.attempts}" if outcome.attempts > 1 else ""
     if outcome.status == "failed":
         first_line = (outcome.error.splitlines() or ["(no error message)"])[0]

@@ -1,9 +1,9 @@
-"""From a checked spec to the trials to run: configurations x seeds, grouped into units of work.
+"""From a checked spec to the trials to run: envs x configurations x seeds, grouped into units.
 
 A trial is a `dqn_agent.TrialSpec`, whose id is a hash of its content: the same spec always
 plans the same ids, so a rerun can skip what is already complete and a changed hyperparameter
-names new trials. A unit of work is one Ray task: a group of seeds of one configuration, which
-`dqn_agent.train_group` trains at once.
+names new trials. A unit of work is one Ray task: a group of seeds of one configuration on one
+environment, which `dqn_agent.train_group` trains at once.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import heapq
 import itertools
 import math
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -31,9 +31,11 @@ class Plan:
     """All trials of a spec, and the units of work still to run."""
 
     trials: tuple[TrialSpec, ...]
-    """Every trial of the spec: configurations in spec order, seeds within each."""
+    """Every trial of the spec: environments, then configurations in spec order, seeds within
+    each."""
     units: tuple[Unit, ...]
-    """Trials not yet complete, grouped by configuration, in the order to submit them."""
+    """Trials not yet complete, grouped by environment and configuration, in the order to
+    submit them."""
 
     @property
     def todo(self) -> tuple[TrialSpec, ...]:
@@ -45,19 +47,22 @@ class Plan:
 
 
 def expand(spec: SweepSpec) -> list[TrialSpec]:
-    """One TrialSpec per configuration and seed. Tasks given a GPU train on 'cuda'."""
+    """One TrialSpec per environment, configuration and seed. Tasks given a GPU train on
+    'cuda'. A trial's id depends on its own settings only, so adding an environment to a spec
+    leaves the other trials' ids as they were."""
     device = "cuda" if spec.resources.gpus_per_trial > 0 else "cpu"
     return [
         TrialSpec(
-            env_id=spec.env_id,
+            env_id=part.env_id,
             agent=point.agent,
             seed=seed,
-            budget=spec.budget,
-            eval=spec.eval,
+            budget=part.budget,
+            eval=part.eval,
             label=point.label,
             device=device,
         )
-        for point in spec.configs
+        for part in spec.envs
+        for point in part.configs
         for seed in spec.seeds
     ]
 
@@ -67,7 +72,10 @@ def group_units(trials: Sequence[TrialSpec], group_size: int) -> list[Unit]:
     units: list[Unit] = []
     current: list[TrialSpec] = []
     for trial in trials:
-        if current and (len(current) == group_size or trial.label != current[0].label):
+        first = current[0] if current else None
+        if first and (
+            len(current) == group_size or trial.label != first.label or trial.env_id != first.env_id
+        ):
             units.append(tuple(current))
             current = []
         current.append(trial)
@@ -87,6 +95,13 @@ ran (`python -m benchmarks.bench_plans`); on a 2-core AMD EPYC, the overhead was
 the rate about 40 GFLOP/s. `--group-size` overrides the plan wherever they are wrong."""
 CUT_GAIN_NEEDED = 0.05
 """A cut must shorten the estimated wall time of the sweep by this fraction to be kept."""
+
+
+def unit_seconds(unit: Unit) -> float:
+    """Estimated seconds of training `unit` to its budget in env steps (`unit_cost` times the
+    budget; a budget in episodes counts as one env step): what orders the units of a spec whose
+    environments have different budgets."""
+    return unit_cost(unit) * (unit[0].budget.env_steps or 1)
 
 
 def unit_cost(unit: Unit) -> float:
@@ -115,18 +130,24 @@ def flop_per_agent_step(config: AgentConfig, obs_dim: int = 8, n_actions: int = 
     return forward + updates * config.batch_size * forward * (1 + 2 + 1)
 
 
-def slot_loads(units: Sequence[Unit], capacity: int) -> list[float]:
-    """Estimated busy time (per env step) of each of `capacity` slots, when each unit in turn,
-    costliest first, starts on the slot that frees up first (as a task queue does)."""
+def slot_loads(
+    units: Sequence[Unit], capacity: int, cost: Callable[[Unit], float] = unit_cost
+) -> list[float]:
+    """Estimated busy time (per env step, or in seconds with `cost=unit_seconds`) of each of
+    `capacity` slots, when each unit in turn, costliest first, starts on the slot that frees up
+    first (as a task queue does)."""
     loads = [0.0] * max(capacity, 1)  # a heap: the least loaded slot first
-    for cost in sorted(map(unit_cost, units), reverse=True):
-        heapq.heapreplace(loads, loads[0] + cost)
+    for one in sorted(map(cost, units), reverse=True):
+        heapq.heapreplace(loads, loads[0] + one)
     return loads
 
 
-def makespan(units: Sequence[Unit], capacity: int) -> float:
-    """Estimated wall time (per env step) of `units` on `capacity` slots: the busiest slot's."""
-    return max(slot_loads(units, capacity))
+def makespan(
+    units: Sequence[Unit], capacity: int, cost: Callable[[Unit], float] = unit_cost
+) -> float:
+    """Estimated wall time (per env step, or in seconds with `cost=unit_seconds`) of `units` on
+    `capacity` slots: the busiest slot's."""
+    return max(slot_loads(units, capacity, cost))
 
 
 def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
@@ -145,7 +166,7 @@ def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
     units = group_units(trials, max(len(trials), 1))  # all seeds of each configuration
     visited = [units]
     while units:
-        cuts = _cuts(max(units, key=unit_cost), units, trials)
+        cuts = _cuts(max(units, key=unit_seconds), units, trials)
         if not cuts:
             break  # the longest unit is a single seed: nothing shortens the sweep further
         best = min(cuts, key=lambda cut: _score(cut, capacity))  # the first of equals
@@ -156,10 +177,10 @@ def balanced_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
     # Every cut costs core time (one more group's overhead, and smaller groups use a core less
     # well), which the estimate of wall time does not weigh: keep the plan of fewest cuts whose
     # estimate is within CUT_GAIN_NEEDED of the shortest found.
-    estimates = [makespan(plan, capacity) for plan in visited]
+    estimates = [makespan(plan, capacity, unit_seconds) for plan in visited]
     enough = min(estimates) * (1 + CUT_GAIN_NEEDED)
     units = next(plan for plan, t in zip(visited, estimates, strict=True) if t <= enough)
-    return sorted(units, key=unit_cost, reverse=True)
+    return sorted(units, key=unit_seconds, reverse=True)
 
 
 GPU_GROUP_MAX = 1_000
@@ -185,33 +206,39 @@ def gpu_units(trials: Sequence[TrialSpec], capacity: int) -> list[Unit]:
     for whole in configurations:
         parts = max(math.ceil(len(whole) / GPU_GROUP_MAX), per_configuration)
         units += split(whole, min(parts, len(whole)))
-    return sorted(units, key=unit_cost, reverse=True)
+    return sorted(units, key=unit_seconds, reverse=True)
 
 
 def _cuts(unit: Unit, units: Sequence[Unit], trials: Sequence[TrialSpec]) -> list[list[Unit]]:
     """The ways to cut `unit`, one of `units`, most even first: its configuration's seeds split
     evenly into one group more than now, or `unit` itself cut in two."""
-    label = unit[0].label
+    key = _configuration(unit[0])
     rest = [u for u in units if u != unit]
     n = len(unit)
     larger = range((n + 1) // 2, n)  # the larger part's size: from even to one seed off
     step = max(1, math.ceil(len(larger) / 32))  # a large unit: every step-th (estimates are rough)
     cuts = [[*rest, unit[:k], unit[k:]] for k in larger[::step]]
-    n_groups = sum(u[0].label == label for u in units)
+    n_groups = sum(_configuration(u[0]) == key for u in units)
     if n_groups > 1:  # (with one group, the even re-split is the even cut above)
-        seeds = tuple(t for t in trials if t.label == label)
-        others = [u for u in units if u[0].label != label]
+        seeds = tuple(t for t in trials if _configuration(t) == key)
+        others = [u for u in units if _configuration(u[0]) != key]
         cuts.insert(0, [*others, *split(seeds, min(n_groups + 1, len(seeds)))])
     return cuts
 
 
+def _configuration(trial: TrialSpec) -> tuple[str, str]:
+    """What the seeds of one configuration share: environment and label."""
+    return trial.env_id, trial.label
+
+
 def _score(units: Sequence[Unit], capacity: int) -> tuple[float, int]:
-    """The estimated wall time of `units` on `capacity` slots, then how many slots are busy
-    until then: lower is better. The second counts a step towards finishing sooner (with four
-    equal groups on eight slots, no one cut shortens the sweep, but cutting each of them does).
-    Loads are rounded to a picosecond per env step, so that the float error of adding the same
-    costs in another order cannot decide."""
-    loads = [round(load, 12) for load in slot_loads(units, capacity)]
+    """The estimated wall time of `units` on `capacity` slots (each unit trained to its budget,
+    which may differ between environments), then how many slots are busy until then: lower is
+    better. The second counts a step towards finishing sooner (with four equal groups on eight
+    slots, no one cut shortens the sweep, but cutting each of them does). Loads are rounded to a
+    nanosecond, so that the float error of adding the same costs in another order cannot
+    decide."""
+    loads = [round(load, 9) for load in slot_loads(units, capacity, unit_seconds)]
     longest = max(loads)
     return longest, loads.count(longest)
 
@@ -239,15 +266,16 @@ def make_plan(
     (bytes), a unit whose estimated memory exceeds it is split (`fit_memory`).
     """
     check_group_size(spec, group_size)
-    episodes = spec.budget.episodes is not None
+    episodes = any(part.budget.episodes is not None for part in spec.envs)
     trials = expand(spec)
     todo = [trial for trial in trials if trial.trial_id not in complete]
     if group_size is None and episodes:
         units = group_units(todo, 1)
-    elif group_size is None and spec.resources.gpus_per_trial > 0:
-        units = gpu_units(todo, capacity)
     elif group_size is None:
-        units = balanced_units(todo, capacity)
+        # Each environment is planned on its own; with several, the units of all of them are
+        # submitted longest first (their budgets may differ).
+        way = gpu_units if spec.resources.gpus_per_trial > 0 else balanced_units
+        units = way(todo, capacity)
     else:
         units = group_units(todo, group_size)
     if memory_per_task is not None:
@@ -255,18 +283,22 @@ def make_plan(
     return Plan(trials=tuple(trials), units=tuple(units))
 
 
-def unit_memory(spec: SweepSpec, config: AgentConfig, n_agents: int) -> MemoryEstimate | None:
-    """What a task of `n_agents` seeds of `config` takes (`dqn_agent.memory.task_memory`);
-    None if the spec was read without making its env (its observations unknown)."""
-    if spec.obs_shape is None or spec.n_actions is None:
+def unit_memory(
+    spec: SweepSpec, config: AgentConfig, n_agents: int, env_id: str | None = None
+) -> MemoryEstimate | None:
+    """What a task of `n_agents` seeds of `config` on `env_id` (default: the spec's only env)
+    takes (`dqn_agent.memory.task_memory`); None if the spec was read without making its env
+    (its observations unknown)."""
+    part = spec.only if env_id is None else spec.part(env_id)
+    if part.obs_shape is None or part.n_actions is None:
         return None
     return task_memory(
         config,
-        spec.obs_shape,
-        spec.n_actions,
+        part.obs_shape,
+        part.n_actions,
         n_agents,
-        frames_per_observation=frames_per_observation(spec.env_id),
-        env_package_bytes=env_package_bytes(spec.env_id),
+        frames_per_observation=frames_per_observation(part.env_id),
+        env_package_bytes=env_package_bytes(part.env_id),
     )
 
 
@@ -279,12 +311,12 @@ def fit_memory(spec: SweepSpec, units: Sequence[Unit], limit: float) -> list[Uni
     """
     fitted: list[Unit] = []
     for unit in units:
-        config = unit[0].agent
+        config, env_id = unit[0].agent, unit[0].env_id
         size = len(unit)
-        while size > 0 and _over(unit_memory(spec, config, size), limit):
+        while size > 0 and _over(unit_memory(spec, config, size, env_id), limit):
             size -= 1
         if size == 0:
-            one = unit_memory(spec, config, 1)
+            one = unit_memory(spec, config, 1, env_id)
             assert one is not None
             raise InputError(too_large(spec, unit[0], one, limit))
         fitted += [unit[i : i + size] for i in range(0, len(unit), size)]
@@ -293,8 +325,10 @@ def fit_memory(spec: SweepSpec, units: Sequence[Unit], limit: float) -> list[Uni
 
 def largest_task_memory(spec: SweepSpec, units: Sequence[Unit]) -> MemoryEstimate | None:
     """The estimate of the unit that needs the most memory; None if the env was not made."""
-    sizes = {(unit[0].agent, len(unit)) for unit in units}
-    estimates = [e for config, n in sizes if (e := unit_memory(spec, config, n)) is not None]
+    sizes = {(unit[0].agent, len(unit), unit[0].env_id) for unit in units}
+    estimates = [
+        e for config, n, env_id in sizes if (e := unit_memory(spec, config, n, env_id)) is not None
+    ]
     return max(estimates, key=lambda e: e.total, default=None)
 
 
@@ -326,9 +360,10 @@ def too_large(spec: SweepSpec, trial: TrialSpec, one: MemoryEstimate, limit: flo
         )
     else:
         what = f"use a smaller network (agent.hidden_sizes or agent.channels of {trial.label})"
+    where = f" on {trial.env_id}" if len(spec.envs) > 1 else ""
     return (
-        f"{spec.source}: one seed of {trial.label!r} needs about {one.describe()} of memory, "
-        f"more than a task can have ({gigabytes(limit)}): {what}"
+        f"{spec.source}: one seed of {trial.label!r}{where} needs about {one.describe()} of "
+        f"memory, more than a task can have ({gigabytes(limit)}): {what}"
     )
 
 
@@ -336,11 +371,13 @@ def check_group_size(spec: SweepSpec, group_size: int | None) -> None:
     """Refuse a `group_size` that `make_plan` could not plan for `spec` (`InputError`)."""
     if group_size is not None and group_size < 1:
         raise InputError(f"--group-size {group_size}: give an integer >= 1")
-    if group_size is not None and group_size > 1 and spec.budget.episodes is not None:
+    in_episodes = [part.env_id for part in spec.envs if part.budget.episodes is not None]
+    if group_size is not None and group_size > 1 and in_episodes:
         # Agents of a group finish their episodes at different steps, so they cannot share one.
+        where = f" (for {', '.join(in_episodes)})" if len(spec.envs) > 1 else ""
         raise InputError(
-            f"--group-size {group_size}: {spec.source} sets budget.episodes, which trains one "
-            "seed per task; use budget.env_steps to group seeds, or --group-size 1"
+            f"--group-size {group_size}: {spec.source} sets budget.episodes{where}, which trains "
+            "one seed per task; use budget.env_steps to group seeds, or --group-size 1"
         )
 
 
@@ -406,15 +443,15 @@ def estimate_units(
     spec: SweepSpec, units: Sequence[Unit], *, cpus: float, slots: int
 ) -> Estimate | None:
     """`estimate` for units already planned (some trials may be complete, or grouped by hand)."""
-    steps = spec.budget.env_steps
-    if spec.resources.gpus_per_trial > 0 or steps is None:
+    in_episodes = any(part.budget.env_steps is None for part in spec.envs)
+    if spec.resources.gpus_per_trial > 0 or in_episodes:
         return None
     if any(point.agent.network != "mlp" for point in spec.configs):
         return None  # fitted on MLPs: it knows nothing of a convolution's cost
-    core_s = sum(map(unit_cost, units)) * steps
+    core_s = sum(map(unit_seconds, units))
     return Estimate(
         units=tuple(len(unit) for unit in units),
-        wall_s=max(makespan(units, slots) * steps, core_s / cpus),
+        wall_s=max(makespan(units, slots, unit_seconds), core_s / cpus),
         core_s=core_s,
     )
 

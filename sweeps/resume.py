@@ -130,10 +130,12 @@ def _refusal(
 
 
 def _row_changes(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    by_label = {point.label: point.agent for point in spec.configs}
+    by_label = {
+        (part.env_id, point.label): point.agent for part in spec.envs for point in part.configs
+    }
     lines = []
     for row in rows:
-        agent = by_label.get(str(row["config"]))
+        agent = by_label.get((str(row["env_id"]), str(row["config"])))
         if agent is None:
             continue
         for key, value in agent.to_dict().items():

@@ -1,8 +1,11 @@
 """Reading a sweep spec (YAML) and checking all of it before anything runs or is written.
 
-A spec names one environment, the agent settings shared by every trial (`agent`), the settings
-swept over (`grid`, a Cartesian product, and optionally `variants`, named sets of overrides),
-the seeds, the budget, the evaluation and the resources of a trial. Every problem found is
+A spec names one environment or several (`env`), the agent settings shared by every trial
+(`agent`), the settings swept over (`grid`, a Cartesian product, and optionally `variants`, named
+sets of overrides), the seeds, the budget, the evaluation and the resources of a trial. With
+several environments the trials are environments x variants x grid x seeds; each environment
+starts from its own preset (`dqn_agent.default_config`), and `per_env` may give one environment
+its own budget, evaluation, agent settings and normalization scores. Every problem found is
 reported at once, each as ``FILE: KEY.PATH: what is wrong; what is allowed``.
 
 The agent's own checks are reused rather than copied: every configuration of the sweep is built
@@ -41,10 +44,21 @@ from dqn_agent import (
 )
 from dqn_agent.config import MAX_INT
 
-TOP_KEYS = ("name", "env", "seeds", "budget", "eval", "agent", "grid", "variants", "resources")
+TOP_KEYS = (
+    "name",
+    "env",
+    "seeds",
+    "budget",
+    "eval",
+    "agent",
+    "grid",
+    "variants",
+    "per_env",
+    "resources",
+)
 REQUIRED_KEYS = {
     "name": "give a folder-safe name such as 'network_sizes'",
-    "env": "give a gymnasium id such as 'CartPole-v1'",
+    "env": "give a gymnasium id such as 'CartPole-v1', or a list of them",
     "seeds": "give a count (seeds: 5 means seeds 0..4) or a list of distinct integers",
     "budget": "give budget: {env_steps: N} or budget: {episodes: N}",
 }
@@ -52,6 +66,8 @@ AGENT_KEYS = tuple(f.name for f in dataclasses.fields(AgentConfig))
 BUDGET_KEYS = tuple(f.name for f in dataclasses.fields(Budget))
 EVAL_KEYS = tuple(f.name for f in dataclasses.fields(EvalSettings))
 RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_in_flight")
+PER_ENV_KEYS = ("budget", "eval", "agent", "scores")
+SCORE_KEYS = ("random", "reference")
 AGENT_SECTIONS = ("agent", "grid", "variants")
 MAX_SEED = 2**63
 """Seeds are stored as 64-bit signed integers in the results."""
@@ -59,8 +75,9 @@ MAX_SEED_COUNT = 1_000_000
 """Most seeds a count may ask for (a list may name any seeds): far past any sweep, and low enough
 that a typo is an error message, not a machine out of memory."""
 MAX_TRIALS = 1_000_000
-"""Most trials a sweep may have (variants x grid x seeds), counted from the spec's shape before
-anything is expanded, so that a typo in a grid is an error message, not a machine out of memory."""
+"""Most trials a sweep may have (envs x variants x grid x seeds), counted from the spec's shape
+before anything is expanded, so that a typo in a grid is an error message, not a machine out of
+memory."""
 MIN_RESOURCE = 1e-4
 """Smallest fraction of a CPU or GPU a task may ask for: Ray's resource precision."""
 MAX_SPEC_BYTES = 16 * 2**20
@@ -122,31 +139,25 @@ class ConfigPoint:
     """The swept values of this point (variant overrides and grid values), by hyperparameter."""
 
 
-@dataclass(frozen=True, eq=False)
-class SweepSpec:
-    """A checked sweep spec: every value valid, every configuration built."""
+@dataclass(frozen=True)
+class EnvPart:
+    """One environment of a sweep, and what its trials share: budget, evaluation, settings."""
 
-    name: str
     env_id: str
-    seeds: tuple[int, ...]
     budget: Budget
     eval: EvalSettings
     agent: Mapping[str, Any]
-    """Shared hyperparameters as given (over `default_config(env_id)`)."""
-    grid: Mapping[str, tuple[Any, ...]]
-    """Swept hyperparameters, each with its values, in the order given."""
-    variants: Mapping[str, Mapping[str, Any]]
-    """Named override sets; the trials are variants x grid x seeds."""
-    resources: Resources
+    """Shared hyperparameters as given for this env (over `default_config(env_id)`): the spec's
+    `agent`, then its `per_env.<env>.agent`."""
     configs: tuple[ConfigPoint, ...]
-    source: str
-    """Where the spec came from (a file path), for messages."""
-    text: str
-    """The spec's text exactly as read, to be copied into the results folder."""
+    """Every configuration (variants x grid), built over this env's preset."""
     obs_shape: tuple[int, ...] | None = None
     """The env's observation shape, (obs_dim,) or (C, H, W); None if the env was not made."""
     n_actions: int | None = None
     """The env's number of actions; None if the env was not made."""
+    scores: tuple[float, float] | None = None
+    """(random, reference) from `per_env.<env>.scores`, to normalize this env's returns; None
+    where the spec gives none (the analysis then uses its shipped scores)."""
 
     def warnings(self) -> list[str]:
         """Legal settings that are probably a mistake, as lines to show before a run."""
@@ -161,6 +172,86 @@ class SweepSpec:
             "agent.learning_starts or raise budget.env_steps)"
         ]
 
+    def describe(self, swept: set[str]) -> dict[str, Any]:
+        """Budget, evaluation and shared settings (resolved over the preset) as plain data."""
+        base = AgentConfig.from_dict({**default_config(self.env_id).to_dict(), **self.agent})
+        return {
+            "budget": dataclasses.asdict(self.budget),
+            "eval": dataclasses.asdict(self.eval),
+            "agent": {k: v for k, v in base.to_dict().items() if k not in swept},
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class SweepSpec:
+    """A checked sweep spec: every value valid, every configuration of every env built."""
+
+    name: str
+    envs: tuple[EnvPart, ...]
+    """The environments, in the order the spec lists them."""
+    seeds: tuple[int, ...]
+    agent: Mapping[str, Any]
+    """Shared hyperparameters as given under `agent` (over each env's defaults)."""
+    grid: Mapping[str, tuple[Any, ...]]
+    """Swept hyperparameters, each with its values, in the order given."""
+    variants: Mapping[str, Mapping[str, Any]]
+    """Named override sets; the trials are envs x variants x grid x seeds."""
+    resources: Resources
+    source: str
+    """Where the spec came from (a file path), for messages."""
+    text: str
+    """The spec's text exactly as read, to be copied into the results folder."""
+
+    @property
+    def env_ids(self) -> tuple[str, ...]:
+        return tuple(part.env_id for part in self.envs)
+
+    @property
+    def configs(self) -> tuple[ConfigPoint, ...]:
+        """Every configuration of every environment, environments in spec order."""
+        return tuple(point for part in self.envs for point in part.configs)
+
+    def part(self, env_id: str) -> EnvPart:
+        """The environment `env_id` of this spec (KeyError if it has none of that id)."""
+        for part in self.envs:
+            if part.env_id == env_id:
+                return part
+        raise KeyError(env_id)
+
+    @property
+    def only(self) -> EnvPart:
+        """The one environment of a single-env spec; for code and tests that know there is one."""
+        if len(self.envs) != 1:
+            raise ValueError(f"{self.source} names {len(self.envs)} environments, not one")
+        return self.envs[0]
+
+    # A single-env spec's settings, by the names they had before a spec could list several.
+    @property
+    def env_id(self) -> str:
+        return self.only.env_id
+
+    @property
+    def budget(self) -> Budget:
+        return self.only.budget
+
+    @property
+    def eval(self) -> EvalSettings:
+        return self.only.eval
+
+    @property
+    def obs_shape(self) -> tuple[int, ...] | None:
+        return self.only.obs_shape
+
+    @property
+    def n_actions(self) -> int | None:
+        return self.only.n_actions
+
+    def warnings(self) -> list[str]:
+        """Legal settings that are probably a mistake, as lines to show before a run."""
+        if len(self.envs) == 1:
+            return self.envs[0].warnings()
+        return [f"{part.env_id}: {line}" for part in self.envs for line in part.warnings()]
+
     @property
     def n_trials(self) -> int:
         return len(self.configs) * len(self.seeds)
@@ -169,23 +260,23 @@ class SweepSpec:
         """The settings that define the trials, as plain data, to diff one spec against another.
 
         Shared agent settings are resolved over the environment's defaults, so that dropping
-        `agent.lr: 0.001` from a spec shows up as a change to the default.
+        `agent.lr: 0.001` from a spec shows up as a change to the default. With several
+        environments, budget, evaluation and shared settings are given per environment.
         """
         swept = set(self.grid) | {key for over in self.variants.values() for key in over}
-        base = AgentConfig.from_dict({**default_config(self.env_id).to_dict(), **self.agent})
-        shared = {k: v for k, v in base.to_dict().items() if k not in swept}
-        return {
-            "env": self.env_id,
+        described: dict[str, Any] = {
+            "env": self.envs[0].env_id if len(self.envs) == 1 else list(self.env_ids),
             "seeds": list(self.seeds),
-            "budget": dataclasses.asdict(self.budget),
-            "eval": dataclasses.asdict(self.eval),
-            "agent": shared,
-            "grid": {key: [_plain(v) for v in values] for key, values in self.grid.items()},
-            "variants": {
-                name: {k: _plain(v) for k, v in over.items()}
-                for name, over in self.variants.items()
-            },
         }
+        if len(self.envs) == 1:
+            described.update(self.envs[0].describe(swept))
+        else:
+            described["per_env"] = {part.env_id: part.describe(swept) for part in self.envs}
+        described["grid"] = {key: [_plain(v) for v in values] for key, values in self.grid.items()}
+        described["variants"] = {
+            name: {k: _plain(v) for k, v in over.items()} for name, over in self.variants.items()
+        }
+        return described
 
 
 def load_spec(
@@ -313,51 +404,128 @@ def parse_spec(
 
     p = _Problems()
     _check_keys(data, TOP_KEYS, "", p)
+    per_env_value = data.get("per_env")
     for key, hint in REQUIRED_KEYS.items():
+        if key == "budget" and _every_env_has_budget(data.get("env"), per_env_value):
+            continue  # each environment gives its own budget under per_env
         if key not in data:
             p.add(key, f"missing; {hint}")
 
     name = _parse_name(data["name"], p) if "name" in data else ""
-    env_id, obs_shape, n_actions = (
-        _parse_env(data["env"], p, check=check_env, allow_imports=allow_env_imports)
-        if "env" in data
-        else ("", None, None)
-    )
+    env_ids = _parse_env_ids(data["env"], p) if "env" in data else []
+    made = {
+        env_id: _parse_env(env_id, path, p, check=check_env, allow_imports=allow_env_imports)
+        for env_id, path in env_ids
+    }
     seeds = _parse_seeds(data["seeds"], p) if "seeds" in data else ()
     budget = _parse_budget(data["budget"], p) if "budget" in data else None
     # Optional sections may be absent or empty (`eval:` with nothing under it).
-    eval_ = _parse_eval(_empty(data.get("eval")), p)
+    eval_values = _eval_values(_empty(data.get("eval")), "eval", p)
     resources = _parse_resources(_empty(data.get("resources")), p)
     agent = _parse_overrides(data.get("agent"), "agent", p)
     grid = _parse_grid(data.get("grid"), p)
     variants = _parse_variants(data.get("variants"), p)
+    per_env = _parse_per_env(per_env_value, [env_id for env_id, _ in env_ids], p)
     _check_ambiguous(agent, grid, variants, p)
+    for env_id, settings in per_env.items():
+        _check_ambiguous_per_env(env_id, settings.agent, grid, variants, p)
     # Every value on its own first, so that each bad one is named whatever else is wrong; then,
     # unless the agent's sections have problems, every configuration, which checks how the
-    # values go together.
-    agent_problems = [path for path, _ in p.items if path.split(".")[0] in AGENT_SECTIONS]
-    bad_values = _check_each_value(env_id, agent, grid, variants, p)
-    clean = not agent_problems and not bad_values
-    configs = _build_configs(env_id, obs_shape, agent, grid, variants, p) if clean else ()
+    # values go together. Each environment is checked over its own preset.
+    agent_problems = [path for path, _ in p.items if _is_agent_path(path)]
+    parts: list[EnvPart] = []
+    found: list[list[tuple[str, str]]] = []
+    for env_id, _ in env_ids:
+        own = per_env.get(env_id, _EnvSettings())
+        shape, n_actions = made[env_id]
+        env_agent = {**agent, **own.agent}
+        paths = {key: f"agent.{key}" for key in agent}
+        paths.update({key: f"per_env.{env_id}.agent.{key}" for key in own.agent})
+        problems = _Problems()
+        bad_values = _check_each_value(env_id, env_agent, paths, grid, variants, problems)
+        clean = not agent_problems and not bad_values
+        configs = (
+            _build_configs(env_id, shape, env_agent, paths, grid, variants, problems)
+            if clean
+            else ()
+        )
+        found.append(problems.items)
+        env_budget = own.budget or budget
+        env_eval = _build_eval(eval_values, own.eval, f"per_env.{env_id}.eval", p)
+        if env_budget is not None and env_eval is not None:
+            parts.append(
+                EnvPart(
+                    env_id=env_id,
+                    budget=env_budget,
+                    eval=env_eval,
+                    agent=env_agent,
+                    configs=configs,
+                    obs_shape=shape,
+                    n_actions=n_actions,
+                    scores=own.scores,
+                )
+            )
+    _merge_env_problems([env_id for env_id, _ in env_ids], found, p)
     if p.items:
         raise SpecError(source, p.items)
-    assert budget is not None and eval_ is not None and resources is not None
+    assert resources is not None and len(parts) == len(env_ids)
     return SweepSpec(
         name=name,
-        env_id=env_id,
+        envs=tuple(parts),
         seeds=seeds,
-        budget=budget,
-        eval=eval_,
         agent=agent,
         grid=grid,
         variants=variants,
         resources=resources,
-        configs=configs,
         source=source,
         text=text,
-        obs_shape=obs_shape,
-        n_actions=n_actions,
     )
+
+
+def _is_agent_path(path: str) -> bool:
+    """Whether a problem's key path is in a section of agent settings (per_env's included)."""
+    return path.split(".")[0] in AGENT_SECTIONS or bool(_PER_ENV_AGENT.match(path))
+
+
+_PER_ENV_AGENT = re.compile(r"^per_env\..+\.agent(\.|\[|$)")
+
+
+@dataclass(frozen=True)
+class _EnvSettings:
+    """What `per_env.<env>` gives one environment (each None or empty where not given)."""
+
+    budget: Budget | None = None
+    eval: Mapping[str, Any] | None = None
+    agent: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    scores: tuple[float, float] | None = None
+
+
+def _every_env_has_budget(env: object, per_env: object) -> bool:
+    """Whether `per_env` gives a budget to every environment of `env` (then no top-level
+    budget is needed)."""
+    ids = env if isinstance(env, list) else [env]
+    if not ids or not isinstance(per_env, dict):
+        return False
+    return all(
+        isinstance(env_id, str)
+        and isinstance(per_env.get(env_id), dict)
+        and "budget" in per_env[env_id]
+        for env_id in ids
+    )
+
+
+def _merge_env_problems(
+    env_ids: Sequence[str], found: Sequence[Sequence[tuple[str, str]]], p: _Problems
+) -> None:
+    """Add the problems each environment's configurations have: once, as they are, where every
+    environment has it (or there is one); else with the environments that have it named."""
+    for problems in found:
+        for path, message in problems:
+            envs = [e for e, other in zip(env_ids, found, strict=True) if (path, message) in other]
+            if len(envs) == len(env_ids) or path.startswith(f"per_env.{envs[0]}."):
+                p.add(path, message)  # every env's problem, or one its key path names
+            else:
+                p.add(path, f"{message} (with env {', '.join(envs)})")
 
 
 def _empty(value: object) -> object:
@@ -396,7 +564,9 @@ def _check_trial_count(data: Mapping[Any, Any], source: str) -> None:
         n_seeds = len(seeds)
     elif isinstance(seeds, int) and 1 <= seeds <= MAX_SEED_COUNT:
         n_seeds = seeds
-    counts: dict[str, int] = {
+    env = data.get("env")
+    counts: dict[str, int] = {"env": len(env)} if isinstance(env, list) and len(env) > 1 else {}
+    counts |= {
         "variants": len(variants) if isinstance(variants, dict) and variants else 1,
         "grid": math.prod(
             len(values)
@@ -415,12 +585,16 @@ def _check_trial_count(data: Mapping[Any, Any], source: str) -> None:
         [
             (
                 largest,
-                f"the spec has {total:,} trials (variants x grid x seeds = {shape}), more than "
+                f"the spec has {total:,} trials ({' x '.join(_COUNTED[key] for key in counts)} = "
+                f"{shape}), more than "
                 "a sweep may have "
                 f"({MAX_TRIALS:,}); sweep fewer values or seeds, or split the sweep",
             )
         ],
     )
+
+
+_COUNTED = {"env": "envs", "variants": "variants", "grid": "grid", "seeds": "seeds"}
 
 
 def _short(value: object) -> str:
@@ -485,40 +659,163 @@ def _parse_name(value: object, p: _Problems) -> str:
     return value
 
 
-def _parse_env(
-    value: object, p: _Problems, *, check: bool, allow_imports: bool
-) -> tuple[str, tuple[int, ...] | None, int | None]:
-    """The env id, and with `check` the shape of its observations and its number of actions
-    (the env is made once to see them)."""
+def _parse_env_ids(value: object, p: _Problems) -> list[tuple[str, str]]:
+    """The env ids of `env` (one id, or a list of distinct ids), each with its key path."""
+    if isinstance(value, list):
+        if not value:
+            p.add("env", "empty list: give at least one gymnasium id such as 'CartPole-v1'")
+            return []
+        ids: list[tuple[str, str]] = []
+        first: dict[str, int] = {}
+        for i, env_id in enumerate(value):
+            path = f"env[{i}]"
+            if not _check_env_id(env_id, path, p):
+                continue
+            assert isinstance(env_id, str)
+            if env_id in first:
+                p.add(path, f"duplicate of env[{first[env_id]}] ({env_id}); list each env once")
+                continue
+            first[env_id] = i
+            ids.append((env_id, path))
+        return ids
+    return [(value, "env")] if _check_env_id(value, "env", p) else []  # type: ignore[list-item]
+
+
+def _check_env_id(value: object, path: str, p: _Problems) -> bool:
+    """Whether `value` can be a gymnasium id (a problem at `path` if not)."""
     if not isinstance(value, str) or not value:
-        p.add("env", f"{_describe(value)} is not a gymnasium id such as 'CartPole-v1'")
-        return "", None, None
+        p.add(path, f"{_describe(value)} is not a gymnasium id such as 'CartPole-v1'")
+        return False
     if len(value) > 2 * _SHORT:
-        p.add("env", f"{_short(value)} ({len(value):,} characters) is too long for a gymnasium id")
-        return "", None, None
-    if ":" in value and not allow_imports:
+        p.add(path, f"{_short(value)} ({len(value):,} characters) is too long for a gymnasium id")
+        return False
+    return True
+
+
+def _parse_env(
+    env_id: str, path: str, p: _Problems, *, check: bool, allow_imports: bool
+) -> tuple[tuple[int, ...] | None, int | None]:
+    """With `check`, the shape of `env_id`'s observations and its number of actions (the env
+    is made once to see them); problems at `path`."""
+    if ":" in env_id and not allow_imports:
         # gymnasium imports the module before 'module:EnvId' is made: a spec would run code.
         p.add(
-            "env",
-            f"{_short(value)} names a module to import, which runs its code; refused unless "
+            path,
+            f"{_short(env_id)} names a module to import, which runs its code; refused unless "
             "you trust the spec and pass --allow-env-imports",
         )
-        return "", None, None
+        return None, None
     shape = n_actions = None
     if check:
         try:
-            env = make_env(value)
+            env = make_env(env_id)
             shape = observation_shape(env)
             n_actions = int(env.action_space.n)  # type: ignore[attr-defined]  # Discrete, checked
             env.close()
         except UnsupportedEnvError as exc:
-            p.add("env", _cap(str(exc)))
+            p.add(path, _cap(str(exc)))
         except Exception as exc:  # gymnasium's own errors, or a 'module:Id' that fails to import
             p.add(
-                "env",
-                f"gymnasium cannot make {_short(value)}: {type(exc).__name__}: {_cap(str(exc))}",
+                path,
+                f"gymnasium cannot make {_short(env_id)}: {type(exc).__name__}: {_cap(str(exc))}",
             )
-    return value, shape, n_actions
+    return shape, n_actions
+
+
+def _parse_per_env(value: object, env_ids: Sequence[str], p: _Problems) -> dict[str, _EnvSettings]:
+    """`per_env`: for environments of `env`, their own budget, eval, agent and scores."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not value:
+        p.add(
+            "per_env",
+            f"{_describe(value)}: give a mapping of env id: {{budget: ..., eval: ..., agent: "
+            "..., scores: ...}}",
+        )
+        return {}
+    settings: dict[str, _EnvSettings] = {}
+    for env_id, section in value.items():
+        path = _join("per_env", env_id)
+        if env_id not in env_ids:
+            listed = ", ".join(env_ids) or "none"
+            p.add(
+                path,
+                f"{_short(env_id)} is not an environment of this spec (env lists {listed}); "
+                "add it to env, or remove its settings",
+            )
+            continue
+        if not isinstance(section, dict):
+            p.add(path, f"{_describe(section)}: give a mapping with keys {', '.join(PER_ENV_KEYS)}")
+            continue
+        _check_keys(section, PER_ENV_KEYS, path, p)
+        settings[env_id] = _EnvSettings(
+            budget=(
+                _parse_budget(section["budget"], p, f"{path}.budget")
+                if "budget" in section
+                else None
+            ),
+            eval=_eval_values(section["eval"], f"{path}.eval", p) if "eval" in section else None,
+            agent=_parse_overrides(section.get("agent"), f"{path}.agent", p),
+            scores=_parse_scores(section["scores"], f"{path}.scores", p)
+            if "scores" in section
+            else None,
+        )
+    return settings
+
+
+def _parse_scores(value: object, path: str, p: _Problems) -> tuple[float, float] | None:
+    """`scores: {random: R, reference: F}`: the two ends of the env's normalized scale."""
+    if not isinstance(value, dict):
+        p.add(path, f"{_describe(value)}: give scores: {{random: R, reference: F}}")
+        return None
+    _check_keys(value, SCORE_KEYS, path, p)
+    numbers: dict[str, float] = {}
+    for key in SCORE_KEYS:
+        number = value.get(key)
+        if key not in value:
+            p.add(f"{path}.{key}", "missing; give the mean return of " + _SCORE_MEANING[key])
+        elif not isinstance(number, int | float) or isinstance(number, bool) or not _finite(number):
+            p.add(f"{path}.{key}", f"{_describe(number)} is not a finite number")
+        else:
+            numbers[key] = float(number)
+    if len(numbers) < len(SCORE_KEYS):
+        return None
+    if numbers["reference"] == numbers["random"]:
+        p.add(
+            f"{path}.reference",
+            f"{numbers['reference']:g} equals scores.random: a normalized score would divide by "
+            "zero; give a reference the random policy does not reach",
+        )
+        return None
+    return numbers["random"], numbers["reference"]
+
+
+_SCORE_MEANING = {
+    "random": "uniformly random actions (normalized to 0)",
+    "reference": "the reference policy, or the solved threshold (normalized to 1)",
+}
+
+
+def _check_ambiguous_per_env(
+    env_id: str,
+    agent: Mapping[str, Any],
+    grid: Mapping[str, Any],
+    variants: Mapping[str, Mapping[str, Any]],
+    p: _Problems,
+) -> None:
+    """A setting given for one env may replace a shared one (`agent`), not a swept one."""
+    for key in agent:
+        where = (
+            f"grid.{key}"
+            if key in grid
+            else next((f"variants.{n}.{key}" for n, over in variants.items() if key in over), None)
+        )
+        if where:
+            p.add(
+                f"per_env.{env_id}.agent.{key}",
+                f"also swept ({where}): a swept setting cannot be fixed for one environment; "
+                "remove one",
+            )
 
 
 def _parse_seeds(value: object, p: _Problems) -> tuple[int, ...]:
@@ -550,33 +847,49 @@ def _parse_seeds(value: object, p: _Problems) -> tuple[int, ...]:
     return tuple(seen)
 
 
-def _parse_budget(value: object, p: _Problems) -> Budget | None:
+def _parse_budget(value: object, p: _Problems, path: str = "budget") -> Budget | None:
     if not isinstance(value, dict):
-        p.add("budget", f"{_describe(value)}: {REQUIRED_KEYS['budget']}")
+        p.add(path, f"{_describe(value)}: {REQUIRED_KEYS['budget']}")
         return None
-    _check_keys(value, BUDGET_KEYS, "budget", p)
+    _check_keys(value, BUDGET_KEYS, path, p)
     values = {k: v for k, v in value.items() if k in BUDGET_KEYS}
     if not values:
-        p.add("budget", f"empty: {REQUIRED_KEYS['budget']}")
+        p.add(path, f"empty: {REQUIRED_KEYS['budget']}")
         return None
     for key in [k for k, v in values.items() if v is None]:
-        p.add(f"budget.{key}", "no value: give a number, or leave the key out")
+        p.add(f"{path}.{key}", "no value: give a number, or leave the key out")
         return None
     if len(values) > 1:  # Budget refuses both too, but as a rule of the section, not of a field
-        p.add("budget", "give exactly one of env_steps or episodes")
+        p.add(path, "give exactly one of env_steps or episodes")
         return None
     if "env_steps" not in values and "episodes" in values:
         values["env_steps"] = None  # a budget in episodes replaces the default in env steps
-    return _build_settings(Budget, values, "budget", p)
+    return _build_settings(Budget, values, path, p)
 
 
-def _parse_eval(value: object, p: _Problems) -> EvalSettings | None:
+def _eval_values(value: object, path: str, p: _Problems) -> dict[str, Any] | None:
+    """The settings of an `eval` section at `path`, each checked alone; None if unusable."""
     if not isinstance(value, dict):
-        p.add("eval", f"{_describe(value)}: give eval: {{every_steps: N, episodes: M}}")
+        p.add(path, f"{_describe(value)}: give eval: {{every_steps: N, episodes: M}}")
         return None
-    _check_keys(value, EVAL_KEYS, "eval", p)
+    _check_keys(value, EVAL_KEYS, path, p)
     values = {k: v for k, v in value.items() if k in EVAL_KEYS}
-    return _build_settings(EvalSettings, values, "eval", p)
+    return values if _build_settings(EvalSettings, values, path, p) is not None else None
+
+
+def _build_eval(
+    shared: Mapping[str, Any] | None, own: Mapping[str, Any] | None, path: str, p: _Problems
+) -> EvalSettings | None:
+    """An environment's evaluation: the spec's `eval`, with its own keys (at `path`) over it."""
+    if shared is None:
+        return None  # the shared section has problems, already reported
+    values = {**shared, **(own or {})}
+    try:
+        return EvalSettings(**values)
+    except ConfigError as exc:
+        where = path if own and exc.field in own else "eval"
+        p.add(f"{where}.{exc.field}", _invalid(exc) + _yaml_number_hint(exc.value))
+        return None
 
 
 _Settings = typing.TypeVar("_Settings", Budget, EvalSettings)
@@ -819,6 +1132,7 @@ def _check_ambiguous(
 def _check_each_value(
     env_id: str,
     agent: Mapping[str, Any],
+    agent_paths: Mapping[str, str],
     grid: Mapping[str, tuple[Any, ...]],
     variants: Mapping[str, Mapping[str, Any]],
     p: _Problems,
@@ -829,7 +1143,7 @@ def _check_each_value(
     judge that). Returns whether any was bad."""
     base = default_config(env_id).to_dict()
     given = set(agent) | set(grid) | {key for over in variants.values() for key in over}
-    values = [(f"agent.{key}", key, value) for key, value in agent.items()]
+    values = [(agent_paths[key], key, value) for key, value in agent.items()]
     values += [
         (f"grid.{key}[{i}]", key, v) for key, axis in grid.items() for i, v in enumerate(axis)
     ]
@@ -855,6 +1169,7 @@ def _build_configs(
     env_id: str,
     obs_shape: tuple[int, ...] | None,
     agent: Mapping[str, Any],
+    agent_paths: Mapping[str, str],
     grid: Mapping[str, tuple[Any, ...]],
     variants: Mapping[str, Mapping[str, Any]],
     p: _Problems,
@@ -869,7 +1184,7 @@ def _build_configs(
     points: list[ConfigPoint] = []
     for variant, overrides in named:
         for combo in itertools.product(*axes):
-            paths = {key: f"agent.{key}" for key in agent}
+            paths = dict(agent_paths)
             paths.update({key: f"variants.{variant}.{key}" for key in overrides})
             paths.update({key: f"grid.{key}[{i}]" for key, i, _ in combo})
             settings = {**overrides, **{key: value for key, _, value in combo}}
