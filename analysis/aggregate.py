@@ -40,23 +40,49 @@ rename):
 
 Unknown values (no complete seed, no threshold, an older folder without timings) are NaN in
 the DataFrame and null in JSON.
+
+Across environments (`select_across_envs`, then `aggregate_table`, `performance_profiles` and
+`sample_efficiency`): each run's final return is normalized with its environment's score range
+(`analysis.normalization`), and rliable's aggregates (`analysis.across_tasks`) combine the
+environments, with intervals from the stratified bootstrap (runs resampled within each
+environment, the plain percentile interval). The aggregate table's keys are `AGGREGATE_KEYS`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.alignment import GROUP, SEED
+from analysis.across_tasks import (
+    AggregateStatistic,
+    aggregate_iqm,
+    aggregate_mean,
+    aggregate_median,
+    aggregate_optimality_gap,
+    performance_profile,
+    sample_efficiency_curve,
+    stratified_bootstrap_ci,
+)
+from analysis.alignment import GROUP, SEED, align, carry_last
 from analysis.load import COMPLETE, Results
+from analysis.normalization import (
+    SCORES_FORM,
+    SCORES_OPTION,
+    ScoreRange,
+    score_range,
+)
 from analysis.options import DEFAULT_RESAMPLES
 from analysis.stats import (
     DEFAULT_CONFIDENCE,
     INTERVAL_METHOD,
+    FloatArray,
     area_under_curve,
     bootstrap_ci,
     censored_median,
@@ -370,3 +396,364 @@ def improvement_matrix(
             )
     columns = ["config_x", "config_y", "probability", "low", "high"]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+# Across environments: normalized scores and rliable's aggregates (analysis.across_tasks).
+
+AGGREGATE_KEYS = (
+    "config",
+    "envs",
+    "n_envs",
+    "runs_per_env",
+    "mean",
+    "mean_ci",
+    "median",
+    "median_ci",
+    "iqm",
+    "iqm_ci",
+    "optimality_gap",
+    "optimality_gap_ci",
+    "ci_method",
+)
+"""Column order of the aggregate table (`aggregate_table`; documented in docs/analysis.md)."""
+
+AGGREGATES: dict[str, AggregateStatistic] = {
+    "mean": aggregate_mean,
+    "median": aggregate_median,
+    "iqm": aggregate_iqm,
+    "optimality_gap": aggregate_optimality_gap,
+}
+"""The aggregates of the table, by column name (`analysis.across_tasks` defines each)."""
+
+AGGREGATE_CI_METHOD = "stratified bootstrap over seeds within each environment, percentile"
+
+HOW_TO_GIVE_SCORES = (
+    f"give one with {SCORES_OPTION} {SCORES_FORM} or per_env.<env>.scores in the sweep spec"
+)
+
+
+@dataclass(frozen=True)
+class AcrossEnvs:
+    """Which runs the aggregates across environments use, and their normalized final scores.
+
+    An aggregate needs a score matrix per configuration, ``(n_runs, n_envs)``: the same
+    environments for every configuration, and the same number of runs on each environment
+    (`analysis.across_tasks` resamples runs within each column). `select_across_envs` chooses
+    the environments, configurations and runs that make such matrices, and says in `notes`
+    what it left out and why.
+    """
+
+    envs: tuple[str, ...]
+    """The environments aggregated (those with a score range), in order of first appearance."""
+    ranges: dict[str, ScoreRange]
+    """The score range each of `envs` is normalized with."""
+    runs: pd.DataFrame
+    """The `per_trial_scores` rows used, ordered by configuration, environment and seed, with
+    a ``normalized`` column: the normalized final return."""
+    notes: tuple[str, ...]
+    """What was left out and why, one line each (empty when nothing was)."""
+
+    @property
+    def configs(self) -> list[str]:
+        """The configurations aggregated, in order of first appearance."""
+        return [str(config) for config in pd.unique(self.runs["config"])]
+
+    @property
+    def runs_per_env(self) -> dict[str, int]:
+        """Per configuration, its number of runs on each environment."""
+        counts = self.runs.groupby("config", sort=False).size() // max(len(self.envs), 1)
+        return {str(config): int(n) for config, n in counts.items()}
+
+    def matrices(self) -> dict[str, FloatArray]:
+        """Per configuration, its ``(runs_per_env, n_envs)`` normalized final scores; column
+        ``j`` is ``envs[j]``, row ``i`` its ``i``-th seed there (seeds in increasing order)."""
+        out: dict[str, FloatArray] = {}
+        for config in self.configs:
+            mine = self.runs[self.runs["config"] == config]
+            columns = [
+                mine.loc[mine["env_id"] == env_id, "normalized"].to_numpy(dtype=np.float64)
+                for env_id in self.envs
+            ]
+            out[config] = np.stack(columns, axis=1)
+        return out
+
+
+def select_across_envs(
+    scores: pd.DataFrame, overrides: Mapping[str, ScoreRange] | None = None
+) -> AcrossEnvs | None:
+    """The runs to aggregate across environments, or None when the scores hold one env only.
+
+    - Environments: those with a score range (`analysis.normalization.score_range`: an
+      override, else the shipped one). The others are left out, with a note saying how to give
+      a range. Fewer than two with a range: nothing is aggregated (a note says why).
+    - Configurations: those with a complete run on every aggregated environment; the others
+      are left out, with a note naming what each lacks.
+    - Runs: the stratified bootstrap resamples a configuration's runs within each environment
+      from a matrix, so it needs as many runs on each. Where a configuration has more seeds on
+      one environment than on another, its lowest-numbered seeds up to the smallest count are
+      kept on each (never chosen by score), and a note names the seeds left out.
+
+    Args:
+        scores: per-trial scores (`per_trial_scores`); ``final_return`` is what is normalized.
+        overrides: score ranges by env id that win over the shipped `SCORES`.
+
+    Returns:
+        An `AcrossEnvs` (whose ``runs`` is empty when nothing can be aggregated), or None.
+    """
+    all_envs = [str(env) for env in pd.unique(scores["env_id"])]
+    if len(all_envs) < 2:
+        return None
+    ranges: dict[str, ScoreRange] = {}
+    for env_id in all_envs:
+        with contextlib.suppress(KeyError):  # no range: left out, and noted below
+            ranges[env_id] = score_range(env_id, overrides)
+    envs = tuple(env for env in all_envs if env in ranges)
+    notes: list[str] = []
+    missing = [env for env in all_envs if env not in ranges]
+    if missing:
+        notes.append(
+            f"no score range for {', '.join(missing)}, so the aggregates across environments "
+            f"leave {'it' if len(missing) == 1 else 'them'} out; {HOW_TO_GIVE_SCORES}"
+        )
+    empty = scores.iloc[:0].assign(normalized=np.empty(0))
+    if len(envs) < 2:
+        notes.append(
+            "no aggregate across environments: it needs two or more environments with a score "
+            f"range, and {_count(len(envs), 'has', 'have')} one"
+        )
+        return AcrossEnvs(envs, ranges, empty, tuple(notes))
+
+    kept: list[pd.DataFrame] = []
+    for config in pd.unique(scores["config"]):
+        mine = scores[(scores["config"] == config) & scores["env_id"].isin(envs)]
+        per_env = {env: mine[mine["env_id"] == env] for env in envs}
+        lacking = [env for env, rows in per_env.items() if rows.empty]
+        if lacking:
+            notes.append(
+                f"{config} is left out of the aggregates across environments: it has no "
+                f"complete run on {', '.join(lacking)}"
+            )
+            continue
+        fewest = min(len(rows) for rows in per_env.values())
+        dropped: list[str] = []
+        for env, rows in per_env.items():
+            rows = rows.sort_values(["seed", "sweep", "trial_id"], kind="stable")
+            if len(rows) > fewest:
+                extra = ", ".join(str(seed) for seed in rows["seed"].iloc[fewest:])
+                dropped.append(f"seed(s) {extra} on {env}")
+            kept.append(rows.iloc[:fewest])
+        if dropped:
+            notes.append(
+                f"{config}: the aggregates across environments use {fewest} run(s) on each "
+                "environment (the stratified bootstrap needs as many on each), its "
+                f"lowest-numbered seeds; left out: {'; '.join(dropped)}"
+            )
+    if not kept:
+        return AcrossEnvs(envs, ranges, empty, tuple(notes))
+    runs = pd.concat(kept, ignore_index=True)
+    spans = [ranges[str(env)] for env in runs["env_id"]]
+    low = np.array([span.random for span in spans], dtype=np.float64)
+    high = np.array([span.reference for span in spans], dtype=np.float64)
+    runs["normalized"] = (runs["final_return"].to_numpy(dtype=np.float64) - low) / (high - low)
+    return AcrossEnvs(envs, {env: ranges[env] for env in envs}, runs, tuple(notes))
+
+
+def _count(n: int, singular: str, plural: str) -> str:
+    """``none has``, ``1 has`` or ``3 have``."""
+    if n == 0:
+        return f"none {singular}"
+    return f"{n} {singular if n == 1 else plural}"
+
+
+def aggregate_table(
+    across: AcrossEnvs,
+    *,
+    rng: np.random.Generator,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> pd.DataFrame:
+    """Mean, median, IQM and optimality gap of the normalized final returns, per configuration.
+
+    Each over the configuration's ``(runs_per_env, n_envs)`` score matrix
+    (`AcrossEnvs.matrices`), as rliable defines them (`analysis.across_tasks`), with a
+    stratified-bootstrap percentile interval (`stratified_bootstrap_ci`: runs resampled within
+    each environment). Each configuration and aggregate draws from its own generator
+    (`entry_rng`), so its interval does not depend on the other configurations.
+
+    Returns:
+        One row per configuration, columns `AGGREGATE_KEYS` (``*_ci`` cells are ``[low, high]``
+        lists; ``envs`` names the environments, comma-separated). ``attrs`` holds the
+        confidence, the number of resamples and the score ranges (``ranges``: env id to
+        ``(random, reference, source)``).
+    """
+    method = f"{confidence:.0%} {AGGREGATE_CI_METHOD}"
+    runs_per_env = across.runs_per_env
+    records: list[dict[str, Any]] = []
+    for config, matrix in across.matrices().items():
+        record: dict[str, Any] = {
+            "config": config,
+            "envs": ", ".join(across.envs),
+            "n_envs": len(across.envs),
+            "runs_per_env": runs_per_env[config],
+        }
+        for name, statistic in AGGREGATES.items():
+            interval = stratified_bootstrap_ci(
+                {config: matrix},
+                statistic,
+                rng=entry_rng(rng, "aggregate", name, config),
+                n_resamples=n_resamples,
+                confidence=confidence,
+            )[config]
+            record[name] = float(interval.estimate)
+            record[f"{name}_ci"] = [float(interval.low), float(interval.high)]
+        record["ci_method"] = method
+        records.append(record)
+    table = pd.DataFrame.from_records(records, columns=list(AGGREGATE_KEYS))
+    table.attrs.update(
+        confidence=confidence,
+        n_resamples=n_resamples,
+        ranges={env: (r.random, r.reference, r.source) for env, r in across.ranges.items()},
+    )
+    return table
+
+
+def performance_profiles(
+    across: AcrossEnvs,
+    *,
+    rng: np.random.Generator,
+    n_thresholds: int = 101,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> pd.DataFrame:
+    """Per configuration, the fraction of its runs whose normalized final return exceeds tau.
+
+    rliable's performance profile (`analysis.across_tasks.performance_profile`): the fraction
+    of all run x environment scores above each tau, with a stratified-bootstrap band. Every
+    configuration gets the same taus: `n_thresholds` evenly spaced from the lower of 0 and the
+    lowest score to the higher of 1 and the highest score (random to reference, at least).
+
+    Returns:
+        Columns ``config, tau, fraction, low, high``, one row per configuration and tau.
+    """
+    values = across.runs["normalized"].to_numpy(dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    low = min(0.0, float(finite.min())) if finite.size else 0.0
+    high = max(1.0, float(finite.max())) if finite.size else 1.0
+    taus = np.linspace(low, high, n_thresholds)
+    parts: list[pd.DataFrame] = []
+    for config, matrix in across.matrices().items():
+        profile = performance_profile(
+            matrix,
+            taus,
+            rng=entry_rng(rng, "profile", config),
+            n_resamples=n_resamples,
+            confidence=confidence,
+        )
+        parts.append(
+            pd.DataFrame(
+                {
+                    "config": config,
+                    "tau": taus,
+                    "fraction": profile.estimate,
+                    "low": profile.low,
+                    "high": profile.high,
+                }
+            )
+        )
+    columns = ["config", "tau", "fraction", "low", "high"]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    out.attrs.update(confidence=confidence, envs=list(across.envs), runs=across.runs_per_env)
+    return out
+
+
+def normalized_eval_curves(
+    results: Results, across: AcrossEnvs
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """Per configuration, the normalized evaluation returns of its aggregated runs on one grid.
+
+    Each run's evaluation curve (`analysis.alignment.align`: evaluation returns on the env-step
+    axis) is read, as alignment reads it, as its last evaluation at or before each point of a
+    grid common to the configuration's environments: every evaluation step of any of its runs,
+    from the latest first one to the earliest last one. So no run is extrapolated past the end
+    of its training, and environments trained for different budgets stop at the shortest.
+
+    Returns:
+        Per configuration, ``(grid, scores)``: ``grid`` is ``(n_points,)`` env steps and
+        ``scores`` is ``(runs_per_env, n_envs, n_points)``, its run ``[i, j]`` being entry
+        ``[i, j]`` of the configuration's `AcrossEnvs.matrices`.
+    """
+    aligned = align(results, metric="eval", x="env_step")
+    curves = {(str(key[0]), str(key[1])): rows for key, rows in aligned.groupby(SEED, sort=False)}
+    out: dict[str, tuple[FloatArray, FloatArray]] = {}
+    for config in across.configs:
+        mine = across.runs[across.runs["config"] == config]
+        runs = {
+            env: [
+                curves[(str(sweep), str(trial))]
+                for sweep, trial in zip(rows["sweep"], rows["trial_id"], strict=True)
+            ]
+            for env, rows in mine.groupby("env_id", sort=False)
+        }
+        every = [run for env in across.envs for run in runs[env]]
+        xs = np.unique(np.concatenate([run["x"].to_numpy(dtype=np.float64) for run in every]))
+        start = max(float(run["x"].min()) for run in every)
+        end = min(float(run["x"].max()) for run in every)
+        grid = xs[(xs >= start) & (xs <= end)]
+        columns = []
+        for env in across.envs:
+            span = across.ranges[env]
+            raw = np.stack(
+                [
+                    carry_last(
+                        run["x"].to_numpy(np.float64), run["value"].to_numpy(np.float64), grid
+                    )
+                    for run in runs[env]
+                ]
+            )  # (runs_per_env, n_points)
+            columns.append((raw - span.random) / (span.reference - span.random))
+        out[config] = (grid, np.stack(columns, axis=1))
+    return out
+
+
+def sample_efficiency(
+    results: Results,
+    across: AcrossEnvs,
+    *,
+    rng: np.random.Generator,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> pd.DataFrame:
+    """Per configuration, the IQM of the normalized evaluation return over env steps.
+
+    rliable's sample-efficiency curve (`analysis.across_tasks.sample_efficiency_curve`): at
+    each point of the configuration's grid (`normalized_eval_curves`), the IQM of all
+    run x environment normalized scores, with a stratified-bootstrap band that resamples whole
+    runs within each environment.
+
+    Returns:
+        Columns ``config, x, iqm, low, high``, one row per configuration and grid point.
+    """
+    parts: list[pd.DataFrame] = []
+    for config, (grid, scores) in normalized_eval_curves(results, across).items():
+        curve = sample_efficiency_curve(
+            scores,
+            aggregate_iqm,
+            rng=entry_rng(rng, "sample_efficiency", config),
+            n_resamples=n_resamples,
+            confidence=confidence,
+        )
+        parts.append(
+            pd.DataFrame(
+                {
+                    "config": config,
+                    "x": grid,
+                    "iqm": curve.estimate,
+                    "low": curve.low,
+                    "high": curve.high,
+                }
+            )
+        )
+    columns = ["config", "x", "iqm", "low", "high"]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    out.attrs.update(confidence=confidence, envs=list(across.envs), runs=across.runs_per_env)
+    return out

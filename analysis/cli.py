@@ -2,7 +2,8 @@
 
 The console script owns the top-level parser; it calls `add_plot_parser` and
 `add_summary_parser` on its subparsers, then ``args.func(args)`` for the exit code:
-0 all good, 2 bad input (a message naming the path on stderr; nothing written).
+0 all good, 2 bad input (a message naming the path, or the option or spec key, on stderr;
+nothing written).
 
 Building the parsers imports no numerical library: the handlers import what they use, so that
 `dqn-sweep --help`, or `dqn-sweep validate`, does not wait seconds for pandas and matplotlib.
@@ -13,7 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analysis.options import (
     DEFAULT_RESAMPLES,
@@ -23,6 +26,9 @@ from analysis.options import (
     SUMMARY_FORMATS,
     X_AXES,
 )
+
+if TYPE_CHECKING:
+    from analysis.normalization import ScoreRange
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -48,6 +54,16 @@ def _resamples(text: str) -> int:
     return value
 
 
+def _score_range(text: str) -> tuple[str, ScoreRange]:
+    """An argparse type for --scores ENV=RANDOM:REFERENCE (`parse_scores_option`)."""
+    from analysis.normalization import parse_scores_option  # NumPy: only when the option is given
+
+    try:
+        return parse_scores_option(text)
+    except ValueError as err:  # argparse shows an ArgumentTypeError's message, and exits 2
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     """Options that plot and summary share."""
     parser.add_argument(
@@ -67,6 +83,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the bootstrap generator (default: 0)"
+    )
+    parser.add_argument(
+        "--scores",
+        type=_score_range,
+        action="append",
+        default=[],
+        metavar="ENV=RANDOM:REFERENCE",
+        help="the returns that normalize ENV's scores to 0 and 1, for the aggregates across "
+        "environments (e.g. CartPole-v1=9.4:500); repeat for several environments; wins over "
+        "per_env.<env>.scores in a folder's spec.yaml, which wins over the shipped scores",
     )
 
 
@@ -163,14 +189,27 @@ def _unwritable(out: Path) -> str | None:
     return None
 
 
+def _unused_scores(env_ids: Collection[str], given: Sequence[tuple[str, ScoreRange]]) -> str | None:
+    """A note naming the ``--scores`` environments that the results do not hold (a typo, most
+    likely: its range would silently go unused), or None."""
+    unused = [env for env, _ in given if env not in env_ids]
+    if not unused:
+        return None
+    return (
+        f"--scores names {', '.join(unused)}, which these results do not hold (they hold "
+        f"{', '.join(env_ids)}); check the spelling"
+    )
+
+
 def plot_command(args: argparse.Namespace) -> int:
     """Handler of ``dqn-sweep plot``: render every figure and list the files written."""
     from analysis.load import ResultsError, load_results  # pandas and matplotlib: see module doc
-    from analysis.report import render_all
+    from analysis.report import across_envs, render_all, score_ranges_for
 
     out = args.out if args.out is not None else args.results[0] / "plots"
     try:
         results = load_results(args.results)
+        score_ranges_for(results, args.scores)  # a bad spec.yaml or --scores: said before drawing
     except (ResultsError, ValueError) as err:
         return _bad_input(err)
     problem = _unwritable(out)
@@ -190,6 +229,7 @@ def plot_command(args: argparse.Namespace) -> int:
             estimator=args.estimator,
             n_resamples=args.resamples,
             seed=args.seed,
+            score_ranges=dict(args.scores),
         )
     except (ResultsError, ValueError) as err:
         return _bad_input(err)
@@ -200,6 +240,9 @@ def plot_command(args: argparse.Namespace) -> int:
     notes = [results.failure_note(), results.unfinished_note()]
     if args.metric == "episode":
         notes.append(results.no_episode_note())
+    across = across_envs(results, dict(args.scores))
+    notes += across.notes if across is not None else ()
+    notes.append(_unused_scores(results.trials["env_id"].unique().tolist(), args.scores))
     for note in notes:
         if note:
             print(f"note: {note}", file=sys.stderr)
@@ -209,15 +252,17 @@ def plot_command(args: argparse.Namespace) -> int:
 
 
 def summary_command(args: argparse.Namespace) -> int:
-    """Handler of ``dqn-sweep summary``: print the summary table to stdout."""
+    """Handler of ``dqn-sweep summary``: print the summary table to stdout, and with several
+    environments the aggregate table across them."""
     import numpy as np
 
-    from analysis.aggregate import summary_table
+    from analysis.aggregate import aggregate_table, summary_table
     from analysis.load import ResultsError, load_results
-    from analysis.report import format_summary
+    from analysis.report import across_envs, format_summary
 
     try:
         results = load_results(args.results)
+        across = across_envs(results, dict(args.scores))  # first: it checks the score ranges
         table = summary_table(
             results,
             threshold=args.threshold,
@@ -226,8 +271,16 @@ def summary_command(args: argparse.Namespace) -> int:
         )
     except (ResultsError, ValueError) as err:
         return _bad_input(err)
-    for note in (results.failure_note(), results.unfinished_note()):
+    aggregate = None
+    if across is not None and across.configs:
+        aggregate = aggregate_table(
+            across, rng=np.random.default_rng(args.seed), n_resamples=args.resamples
+        )
+    notes = [results.failure_note(), results.unfinished_note()]
+    notes += across.notes if across is not None else ()
+    notes.append(_unused_scores(results.trials["env_id"].unique().tolist(), args.scores))
+    for note in notes:
         if note:
             print(f"note: {note}", file=sys.stderr)
-    sys.stdout.write(format_summary(table, args.fmt))
+    sys.stdout.write(format_summary(table, args.fmt, aggregate))
     return EXIT_OK

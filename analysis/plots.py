@@ -9,6 +9,7 @@ configurations first appear, so a configuration keeps its colour across the figu
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.colors as mcolors
@@ -454,5 +455,181 @@ def plot_q_statistics(
     ax.set_xlabel(xlabel or "environment steps")
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"{_env_prefix(aligned)}{ylabel} (thin: seeds; thick: mean)")
+    ax.legend(title=legend_title(configs), fontsize="small")
+    return ax
+
+
+# Aggregates across environments, on the normalized scale (rliable's figures).
+
+AGGREGATE_PANELS = (
+    ("median", "Median"),
+    ("iqm", "IQM"),
+    ("mean", "Mean"),
+    ("optimality_gap", "Optimality gap (lower is better)"),
+)
+"""The panels of `plot_aggregate_metrics`: a column of the aggregate table and its title, in
+rliable's order."""
+
+NORMALIZED = "normalized score (0: random policy, 1: reference score)"
+
+
+def _across_caption(
+    envs: Sequence[str], runs: Mapping[str, int], confidence: float, what: str
+) -> str:
+    """``over 3 environments, 5 runs on each:``, the environments (wrapped), and what the band
+    (`what`) is, each on a line of its own so that a one-panel figure's title fits."""
+    each = _seed_count(list(runs.values())) if runs else "0"
+    names = textwrap.fill(", ".join(envs), width=70)
+    return (
+        f"over {len(envs)} environments, {each} run{'' if each == '1' else 's'} on each:\n"
+        f"{names}\n"
+        f"{what}: {confidence:.0%} stratified bootstrap CI (percentile)"
+    )
+
+
+def plot_aggregate_metrics(
+    table: pd.DataFrame,
+    *,
+    colors: Mapping[str, Color] | None = None,
+    axes: Sequence[Axes] | None = None,
+    title: str | None = None,
+) -> list[Axes]:
+    """Median, IQM, mean and optimality gap of the normalized final returns, with intervals.
+
+    rliable's aggregate-metrics figure: one panel per aggregate (`AGGREGATE_PANELS`), one row
+    per configuration, a translucent bar spanning its interval and a black tick at its point
+    estimate. Higher is better except for the optimality gap (how far the runs fall short of
+    the reference score).
+
+    Args:
+        table: from `analysis.aggregate.aggregate_table` (``mean``, ``mean_ci``, ...).
+        colors: colour per configuration; defaults to `config_colors`.
+        axes: four Axes to draw on, in `AGGREGATE_PANELS` order; a new figure's when None.
+        title: over the panels; the default names the environments, runs and interval.
+
+    Returns:
+        The four Axes.
+    """
+    import seaborn as sns
+
+    if axes is None:
+        with sns.axes_style(STYLE):
+            figure = Figure(
+                figsize=(3.2 * len(AGGREGATE_PANELS), max(2.8, 0.55 * len(table) + 1.8)),
+                layout="constrained",
+            )
+            axes = list(figure.subplots(1, len(AGGREGATE_PANELS), squeeze=False)[0])
+    if len(axes) != len(AGGREGATE_PANELS):
+        raise ValueError(f"need {len(AGGREGATE_PANELS)} Axes, got {len(axes)}")
+    axes = list(axes)
+    if table.empty:
+        for ax in axes:
+            _note(ax, "no configuration ran on every environment")
+        return axes
+    configs = _configs(table)
+    colors = config_colors(configs) if colors is None else colors
+    names = display_labels(configs)
+    for ax, (column, name) in zip(axes, AGGREGATE_PANELS, strict=True):
+        for i, row in enumerate(table.itertuples(index=False)):
+            estimate = float(getattr(row, column))
+            low, high = (float(v) for v in getattr(row, f"{column}_ci"))
+            if np.isfinite(low) and np.isfinite(high):  # one run has no interval
+                color = colors[str(row.config)]
+                ax.barh(i, high - low, left=low, height=0.6, color=color, alpha=0.75)
+            ax.plot([estimate, estimate], [i - 0.3, i + 0.3], color="k", lw=2.0)
+        ax.set_title(name)
+        ax.set_yticks(range(len(table)), [names[c] for c in configs] if ax is axes[0] else [])
+        ax.set_ylim(len(table) - 0.5, -0.5)  # first configuration on top
+        ax.grid(axis="y", visible=False)
+    axes[0].set_ylabel(legend_title(configs))
+    if title is None:
+        envs = str(table["envs"].iloc[0]).split(", ")
+        runs = dict(zip(table["config"], table["runs_per_env"], strict=True))
+        confidence = float(table.attrs.get("confidence", DEFAULT_CONFIDENCE))
+        title = "normalized final return " + _across_caption(envs, runs, confidence, "bars")
+    drawn_on = axes[0].get_figure()
+    if drawn_on is not None:
+        drawn_on.supxlabel(NORMALIZED)
+        drawn_on.suptitle(title)
+    return axes
+
+
+def plot_performance_profile(
+    profile: pd.DataFrame,
+    *,
+    colors: Mapping[str, Color] | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Performance profile: the fraction of runs whose normalized final return exceeds tau.
+
+    One line per configuration with its stratified-bootstrap band (rliable's run-score
+    distribution); a curve lying above another everywhere is better at every level. Dotted
+    verticals mark the random policy (0) and the reference score (1).
+
+    Args:
+        profile: from `analysis.aggregate.performance_profiles`
+            (``config, tau, fraction, low, high``).
+        colors, ax, title: as in `plot_learning_curves`.
+    """
+    ax = new_axes() if ax is None else ax
+    if profile.empty:
+        return _note(ax, "no configuration ran on every environment")
+    configs = _configs(profile)
+    colors = config_colors(configs) if colors is None else colors
+    names = display_labels(configs)
+    for config, rows in profile.groupby("config", sort=False):
+        color = colors[str(config)]
+        ax.fill_between(rows["tau"], rows["low"], rows["high"], color=color, alpha=BAND_ALPHA, lw=0)
+        ax.plot(rows["tau"], rows["fraction"], color=color, lw=2.0, label=names[str(config)])
+    for level in (0.0, 1.0):
+        ax.axvline(level, color="0.5", ls=":", lw=1.0, label="_random and reference")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(f"\N{GREEK SMALL LETTER TAU}: {NORMALIZED}")
+    ax.set_ylabel("fraction of runs with score > \N{GREEK SMALL LETTER TAU}")
+    if title is None:
+        confidence = float(profile.attrs.get("confidence", DEFAULT_CONFIDENCE))
+        envs, runs = profile.attrs.get("envs", []), profile.attrs.get("runs", {})
+        caption = _across_caption(envs, runs, confidence, "band")
+        title = f"performance profile of the final return\n{caption}"
+    ax.set_title(title)
+    ax.legend(title=legend_title(configs), fontsize="small")
+    return ax
+
+
+def plot_sample_efficiency(
+    curves: pd.DataFrame,
+    *,
+    colors: Mapping[str, Color] | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Sample efficiency: the IQM of the normalized evaluation return over env steps.
+
+    One line per configuration with its stratified-bootstrap band (rliable's sample-efficiency
+    curve): at each point, the IQM of all run x environment normalized scores.
+
+    Args:
+        curves: from `analysis.aggregate.sample_efficiency` (``config, x, iqm, low, high``).
+        colors, ax, title: as in `plot_learning_curves`.
+    """
+    ax = new_axes() if ax is None else ax
+    if curves.empty:
+        return _note(ax, "no configuration ran on every environment")
+    configs = _configs(curves)
+    colors = config_colors(configs) if colors is None else colors
+    names = display_labels(configs)
+    for config, rows in curves.groupby("config", sort=False):
+        color = colors[str(config)]
+        ax.fill_between(rows["x"], rows["low"], rows["high"], color=color, alpha=BAND_ALPHA, lw=0)
+        ax.plot(rows["x"], rows["iqm"], color=color, lw=2.0, label=names[str(config)])
+    ax.set_xlabel("environment steps (up to the shortest environment's budget)")
+    ax.set_ylabel("IQM of normalized evaluation return\n(0: random policy, 1: reference score)")
+    if title is None:
+        confidence = float(curves.attrs.get("confidence", DEFAULT_CONFIDENCE))
+        envs, runs = curves.attrs.get("envs", []), curves.attrs.get("runs", {})
+        caption = _across_caption(envs, runs, confidence, "band")
+        title = f"sample efficiency: IQM of the evaluation return\n{caption}"
+    ax.set_title(title)
     ax.legend(title=legend_title(configs), fontsize="small")
     return ax

@@ -13,7 +13,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,19 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis.aggregate import (
+    AcrossEnvs,
     aggregate_curves,
+    aggregate_table,
     improvement_matrix,
     per_trial_scores,
+    performance_profiles,
+    sample_efficiency,
+    select_across_envs,
     summary_table,
 )
 from analysis.alignment import align, align_evals
 from analysis.load import Results, load_results
+from analysis.normalization import ScoreRange, score_overrides
 from analysis.options import (
     DEFAULT_RESAMPLES,
     FIGURE_FORMATS,
@@ -43,13 +49,17 @@ from analysis.plots import (
     FIGSIZE,
     STYLE,
     config_colors,
+    plot_aggregate_metrics,
     plot_final_performance,
     plot_learning_curves,
+    plot_performance_profile,
     plot_probability_of_improvement,
     plot_q_statistics,
+    plot_sample_efficiency,
     plot_seed_variance,
     plot_steps_to_threshold,
 )
+from analysis.schema import FolderLayout
 from analysis.stats import DEFAULT_CONFIDENCE, FEW_SEEDS
 
 DPI = 150
@@ -106,21 +116,62 @@ def _panels(n_rows: int, n_cols: int) -> tuple[Figure, list[list[Axes]]]:
     return figure, [list(row) for row in axes]
 
 
+def facet_shape(n_panels: int) -> tuple[int, int]:
+    """(rows, columns) of a grid of `n_panels` per-environment panels.
+
+    Up to three side by side; beyond, at most three columns (two for four panels, a square),
+    so that a figure of many environments grows down rather than into one long row.
+    """
+    if n_panels <= 3:
+        return 1, max(n_panels, 1)
+    n_cols = 2 if n_panels == 4 else 3
+    return math.ceil(n_panels / n_cols), n_cols
+
+
 def _per_env(
     frame: pd.DataFrame, envs: Sequence[str], draw: Callable[[pd.DataFrame, Axes], Axes]
 ) -> Figure:
-    """One panel per environment, side by side (return scales of tasks differ)."""
-    figure, axes = _panels(1, len(envs))
-    for env_id, ax in zip(envs, axes[0], strict=True):
+    """One panel per environment (return scales of tasks differ), laid out by `facet_shape`;
+    each panel's title names its environment."""
+    n_rows, n_cols = facet_shape(len(envs))
+    figure, grid = _panels(n_rows, n_cols)
+    axes = [ax for row in grid for ax in row]
+    for env_id, ax in zip(envs, axes, strict=False):
         draw(frame[frame["env_id"] == env_id], ax)
+        # A panel with data is titled "<env>: ..." by its plot; among several, one without (a
+        # note in its middle) gets the env's name here. (One env's figure is left as it was.)
+        if len(envs) > 1 and not ax.get_title().startswith(env_id):
+            ax.set_title(env_id)
+    for ax in axes[len(envs) :]:  # the grid's last row may have empty places
+        ax.remove()
     return figure
 
 
-def render_all(
+def score_ranges_for(
+    results: Results, given: Mapping[str, ScoreRange] | Sequence[tuple[str, ScoreRange]] = ()
+) -> dict[str, ScoreRange]:
+    """The score ranges that win over the shipped ones for `results`: each folder's
+    ``spec.yaml`` (``per_env.<env>.scores``), and over those `given` (e.g. ``--scores``).
+
+    Raises:
+        ValueError: a spec gives a bad range, or two disagree (`score_overrides`).
+    """
+    pairs = list(given.items()) if isinstance(given, Mapping) else list(given)
+    return score_overrides([FolderLayout(folder).spec_path for folder in results.dirs], pairs)
+
+
+def across_envs(
+    results: Results, score_ranges: Mapping[str, ScoreRange] | None = None
+) -> AcrossEnvs | None:
+    """What the aggregates across environments of `results` use (`select_across_envs`), with
+    the folders' specs' ranges and, over them, `score_ranges`; None for one environment."""
+    overrides = score_ranges_for(results, score_ranges or {})
+    return select_across_envs(per_trial_scores(results), overrides)
+
+
+def draw_figures(
     results: Results | str | Path | Sequence[str | Path],
-    out_dir: str | Path,
     *,
-    formats: Sequence[str] = ("png", "svg"),
     metric: Metric = "eval",
     x: XAxis = "env_step",
     smooth: int = 1,
@@ -131,41 +182,14 @@ def render_all(
     seed: int = 0,
     confidence: float = DEFAULT_CONFIDENCE,
     n_bins: int = 100,
-) -> list[Path]:
-    """Regenerate every figure of one sweep, or one comparison of several, from Parquet alone.
+    score_ranges: Mapping[str, ScoreRange] | None = None,
+) -> dict[str, Figure]:
+    """Every figure of `render_all`, by name, drawn but not saved (arguments as there).
 
-    Figures (``out_dir/<name>.<format>``): ``learning_curves`` (the main figure),
-    ``final_performance``, ``seed_variance``, ``steps_to_threshold``,
-    ``probability_of_improvement`` (with two or more configurations) and ``q_statistics``
-    (where ``q_mean`` or ``td_loss`` was logged). Environments get side-by-side panels.
-
-    Args:
-        results: one results folder or several (compared on the same axes), or their tables
-            already loaded with `load_results`.
-        out_dir: where the files go (created if needed, only after the input loaded).
-        formats: any of ``png``, ``svg``, ``pdf``.
-        metric: ``eval`` (greedy evaluation returns) or ``episode`` (training returns).
-        x: ``env_step``, ``episode`` or ``wall_s``.
-        smooth: rolling-mean window per seed (1: none).
-        per_seed: also draw each seed's curve as a thin line.
-        threshold: return to reach; None takes each environment's default.
-        estimator: ``mean`` or ``iqm`` for the learning curves.
-        n_resamples: bootstrap resamples.
-        seed: seed of the bootstrap generator (the figures are reproducible).
-        confidence: interval coverage.
-        n_bins: bins for training returns on the env-step or wall-time axis.
-
-    Returns:
-        The paths written, in the order above.
-
-    Raises:
-        ResultsError: an input folder is unusable (nothing is written).
+    For reading back what a figure shows, or saving it elsewhere (`save_figure`).
     """
     if not isinstance(results, Results):
         results = load_results(results)
-    unknown = sorted(set(formats) - set(FIGURE_FORMATS))
-    if unknown:
-        raise ValueError(f"unknown figure format(s) {unknown}; choose from {FIGURE_FORMATS}")
     rng = np.random.default_rng(seed)
     aligned = align(results, metric=metric, x=x, smooth=smooth, n_bins=n_bins)
     curves = aggregate_curves(aligned, rng=rng, n_resamples=n_resamples, confidence=confidence)
@@ -174,6 +198,7 @@ def render_all(
         results, threshold=threshold, rng=rng, n_resamples=n_resamples, confidence=confidence
     )
     matrix = improvement_matrix(scores, rng=rng, n_resamples=n_resamples, confidence=confidence)
+    across = select_across_envs(scores, score_ranges_for(results, score_ranges or {}))
 
     envs = [str(env) for env in pd.unique(results.trials["env_id"])]
     colors = config_colors([str(c) for c in pd.unique(results.trials["config"])])
@@ -208,6 +233,24 @@ def render_all(
         figure.set_size_inches(max(FIGSIZE[0], 1.6 * n + 3), max(FIGSIZE[1], 1.2 * n + 2))
         plot_probability_of_improvement(matrix, ax=axes[0][0], confidence=confidence)
         figures["probability_of_improvement"] = figure
+    if across is not None and across.configs:
+        table = aggregate_table(across, rng=rng, n_resamples=n_resamples, confidence=confidence)
+        figure, axes = _panels(1, 4)
+        figure.set_size_inches(12.8, max(2.8, 0.55 * len(table) + 1.8))
+        plot_aggregate_metrics(table, colors=colors, axes=axes[0])
+        figures["aggregate_metrics"] = figure
+        figure, axes = _panels(1, 1)
+        profile = performance_profiles(
+            across, rng=rng, n_resamples=n_resamples, confidence=confidence
+        )
+        plot_performance_profile(profile, colors=colors, ax=axes[0][0])
+        figures["performance_profile"] = figure
+        figure, axes = _panels(1, 1)
+        efficiency = sample_efficiency(
+            results, across, rng=rng, n_resamples=n_resamples, confidence=confidence
+        )
+        plot_sample_efficiency(efficiency, colors=colors, ax=axes[0][0])
+        figures["sample_efficiency"] = figure
     logged = [
         (column, label, log)
         for column, label, log in (
@@ -224,7 +267,85 @@ def render_all(
                 q = align_evals(evals, column=column)
                 plot_q_statistics(q, ylabel=label, log_scale=log, colors=colors, ax=ax)
         figures["q_statistics"] = figure
+    return figures
 
+
+def render_all(
+    results: Results | str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    formats: Sequence[str] = ("png", "svg"),
+    metric: Metric = "eval",
+    x: XAxis = "env_step",
+    smooth: int = 1,
+    per_seed: bool = False,
+    threshold: float | None = None,
+    estimator: str = "mean",
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+    n_bins: int = 100,
+    score_ranges: Mapping[str, ScoreRange] | None = None,
+) -> list[Path]:
+    """Regenerate every figure of one sweep, or one comparison of several, from Parquet alone.
+
+    Figures (``out_dir/<name>.<format>``): ``learning_curves`` (the main figure),
+    ``final_performance``, ``seed_variance``, ``steps_to_threshold``,
+    ``probability_of_improvement`` (with two or more configurations), then, with two or more
+    environments that have a score range (`analysis.normalization`), the aggregates of the
+    normalized scores across environments: ``aggregate_metrics`` (median, IQM, mean and
+    optimality gap of the final returns with their intervals), ``performance_profile`` (the
+    fraction of runs above each normalized score) and ``sample_efficiency`` (the IQM of the
+    normalized evaluation return over env steps), and last ``q_statistics`` (where ``q_mean``
+    or ``td_loss`` was logged). Environments get a panel each, side by side up to three, in a
+    grid beyond (`facet_shape`).
+
+    Args:
+        results: one results folder or several (compared on the same axes), or their tables
+            already loaded with `load_results`.
+        out_dir: where the files go (created if needed, only after the input loaded).
+        formats: any of ``png``, ``svg``, ``pdf``.
+        metric: ``eval`` (greedy evaluation returns) or ``episode`` (training returns); the
+            aggregates across environments always use evaluation returns.
+        x: ``env_step``, ``episode`` or ``wall_s``.
+        smooth: rolling-mean window per seed (1: none).
+        per_seed: also draw each seed's curve as a thin line.
+        threshold: return to reach; None takes each environment's default.
+        estimator: ``mean`` or ``iqm`` for the learning curves.
+        n_resamples: bootstrap resamples.
+        seed: seed of the bootstrap generator (the figures are reproducible).
+        confidence: interval coverage.
+        n_bins: bins for training returns on the env-step or wall-time axis.
+        score_ranges: normalization ranges by env id; they win over each folder's
+            ``spec.yaml`` (``per_env.<env>.scores``), which wins over the shipped `SCORES`.
+
+    Returns:
+        The paths written, in the order above.
+
+    Raises:
+        ResultsError: an input folder is unusable (nothing is written).
+        ValueError: an unknown format, or a spec.yaml with a bad score range (nothing is
+            written).
+    """
+    if not isinstance(results, Results):
+        results = load_results(results)
+    unknown = sorted(set(formats) - set(FIGURE_FORMATS))
+    if unknown:
+        raise ValueError(f"unknown figure format(s) {unknown}; choose from {FIGURE_FORMATS}")
+    figures = draw_figures(
+        results,
+        metric=metric,
+        x=x,
+        smooth=smooth,
+        per_seed=per_seed,
+        threshold=threshold,
+        estimator=estimator,
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=confidence,
+        n_bins=n_bins,
+        score_ranges=score_ranges,
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -299,8 +420,8 @@ def _summary_markdown(table: pd.DataFrame) -> str:
     few = table[(table["n_seeds"] > 1) & (table["n_seeds"] < FEW_SEEDS)]
     if not few.empty:
         notes.append(
-            f"With under {FEW_SEEDS} seeds ({', '.join(map(str, few['config']))}) an interval "
-            "is the seeds' range, which holds the mean less often than stated."
+            f"With under {FEW_SEEDS} seeds ({', '.join(map(str, pd.unique(few['config'])))}) an "
+            "interval is the seeds' range, which holds the mean less often than stated."
         )
     return text + "\n" + "\n".join(notes) + "\n"
 
@@ -310,31 +431,94 @@ def _is_pair(value: Any) -> bool:
     return isinstance(value, list | tuple) and len(value) == 2
 
 
-def format_summary(table: pd.DataFrame, fmt: SummaryFormat) -> str:
-    """The summary table as text.
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of `table` as JSON-ready objects (`_jsonable`)."""
+    return [{str(k): _jsonable(v) for k, v in row.items()} for row in table.to_dict("records")]
+
+
+def _csv(table: pd.DataFrame) -> str:
+    """`table` as CSV, each ``[low, high]`` column split into ``<key>_low`` and ``<key>_high``."""
+    flat = {}
+    for column in table.columns:
+        if len(table) and table[column].map(_is_pair).all():
+            flat[f"{column}_low"] = [pair[0] for pair in table[column]]
+            flat[f"{column}_high"] = [pair[1] for pair in table[column]]
+        else:
+            flat[str(column)] = table[column].tolist()
+    buffer = io.StringIO()
+    pd.DataFrame(flat).to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
+    return buffer.getvalue()
+
+
+def _score_ranges(aggregate: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The aggregate's score ranges (its ``attrs``): env id to random, reference and source."""
+    ranges: dict[str, tuple[float, float, str]] = aggregate.attrs.get("ranges", {})
+    return {
+        env: {"random": random, "reference": reference, "source": source}
+        for env, (random, reference, source) in ranges.items()
+    }
+
+
+def _aggregate_markdown(aggregate: pd.DataFrame) -> str:
+    """The aggregate table in Markdown: a line saying what it is, the table, then how its
+    intervals were made and which environments it aggregates, with their score ranges."""
+    intro = (
+        "Across environments: the normalized final return (0: random policy, 1: reference "
+        "score) of each configuration's runs on every environment aggregated.\n"
+    )
+    text = to_markdown(aggregate.drop(columns=["envs", "ci_method"]))
+    ranges = "; ".join(
+        f"{env} from {r['random']:g} to {r['reference']:g} ({r['source']})"
+        for env, r in _score_ranges(aggregate).items()
+    )
+    notes = [f"Intervals: {method}." for method in pd.unique(aggregate["ci_method"])]
+    notes.append(f"Environments, normalized from the random score to the reference: {ranges}.")
+    few = aggregate[aggregate["runs_per_env"] < FEW_SEEDS]
+    if not few.empty:
+        notes.append(
+            f"With under {FEW_SEEDS} runs per environment ({', '.join(map(str, few['config']))})"
+            " a percentile interval is too narrow: it holds the aggregate less often than stated."
+        )
+    return intro + "\n" + text + "\n" + "\n".join(notes) + "\n"
+
+
+def format_summary(
+    table: pd.DataFrame, fmt: SummaryFormat, aggregate: pd.DataFrame | None = None
+) -> str:
+    """The summary table, and the aggregate table across environments if given, as text.
 
     Args:
         table: from `summary_table`.
         fmt: ``json`` (a list of objects with the documented keys; intervals as
             ``[low, high]``; NaN as null), ``csv`` (each interval split into ``<key>_low`` and
             ``<key>_high`` columns, so every cell is a number or a label), or ``markdown``.
+        aggregate: from `analysis.aggregate.aggregate_table`, or None (the summary alone,
+            exactly as without it). Given, markdown and csv print it as a second block after
+            a blank line, and json writes one object, ``{"configurations": [the list],
+            "aggregate": [one object per configuration], "score_ranges": {env: {random,
+            reference, source}}}``.
     """
+    if fmt not in SUMMARY_FORMATS:
+        raise ValueError(f"unknown summary format {fmt!r}; choose from {SUMMARY_FORMATS}")
     if fmt == "json":
-        records = [
-            {str(k): _jsonable(v) for k, v in row.items()} for row in table.to_dict("records")
-        ]
-        return json.dumps(records, indent=2, allow_nan=False) + "\n"
+        document: Any = _records(table)
+        if aggregate is not None:
+            document = {
+                "configurations": document,
+                "aggregate": _records(aggregate),
+                "score_ranges": _jsonable_ranges(aggregate),
+            }
+        return json.dumps(document, indent=2, allow_nan=False) + "\n"
     if fmt == "csv":
-        flat = {}
-        for column in table.columns:
-            if len(table) and table[column].map(_is_pair).all():
-                flat[f"{column}_low"] = [pair[0] for pair in table[column]]
-                flat[f"{column}_high"] = [pair[1] for pair in table[column]]
-            else:
-                flat[str(column)] = table[column].tolist()
-        buffer = io.StringIO()
-        pd.DataFrame(flat).to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
-        return buffer.getvalue()
-    if fmt == "markdown":
-        return _summary_markdown(table)
-    raise ValueError(f"unknown summary format {fmt!r}; choose from {SUMMARY_FORMATS}")
+        text = _csv(table)
+        return text if aggregate is None else text + "\n" + _csv(aggregate)
+    text = _summary_markdown(table)
+    return text if aggregate is None else text + "\n" + _aggregate_markdown(aggregate)
+
+
+def _jsonable_ranges(aggregate: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """`_score_ranges` with plain JSON numbers."""
+    return {
+        env: {key: _jsonable(value) for key, value in ends.items()}
+        for env, ends in _score_ranges(aggregate).items()
+    }

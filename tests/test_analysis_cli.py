@@ -16,6 +16,7 @@ import analysis.cli
 import analysis.report
 from analysis.aggregate import SUMMARY_KEYS
 from analysis.cli import EXIT_BAD_INPUT, EXIT_OK, add_plot_parser, add_summary_parser
+from analysis.normalization import ScoreRange
 from analysis.synthetic import write_sweep
 
 
@@ -59,10 +60,16 @@ def test_plot_options_reach_the_figures(
     argv = ["plot", str(sweep), "--out", str(tmp_path / "figs"), "--metric", "episode"]
     argv += ["--x", "wall_s", "--smooth", "3", "--per-seed", "--threshold", "100"]
     argv += ["--resamples", "100", "--seed", "1", "--format", "svg", "pdf"]
-    argv += ["--estimator", "iqm"]
+    argv += ["--estimator", "iqm", "--scores", "CartPole-v1=9.4:500", "--scores", "Toy-v0=0:1"]
     assert _run(argv) == EXIT_OK
     expected = {"metric": "episode", "x": "wall_s", "smooth": 3, "per_seed": True}
     expected |= {"threshold": 100.0, "n_resamples": 100, "seed": 1, "estimator": "iqm"}
+    expected |= {
+        "score_ranges": {
+            "CartPole-v1": ScoreRange(9.4, 500.0, "--scores"),
+            "Toy-v0": ScoreRange(0.0, 1.0, "--scores"),
+        }
+    }
     assert {key: given[key] for key in expected} == expected
     assert list(given["formats"]) == ["svg", "pdf"]
     names = {p.name for p in (tmp_path / "figs").iterdir()}

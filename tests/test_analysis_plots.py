@@ -22,14 +22,18 @@ from analysis.aggregate import aggregate_curves, improvement_matrix, per_trial_s
 from analysis.alignment import align, align_evals
 from analysis.load import load_results
 from analysis.plots import (
+    AGGREGATE_PANELS,
     config_colors,
     display_labels,
     legend_title,
     new_axes,
+    plot_aggregate_metrics,
     plot_final_performance,
     plot_learning_curves,
+    plot_performance_profile,
     plot_probability_of_improvement,
     plot_q_statistics,
+    plot_sample_efficiency,
     plot_seed_variance,
     plot_steps_to_threshold,
 )
@@ -444,3 +448,36 @@ def test_q_statistics_draw_each_seed_and_their_mean() -> None:
     for line in ax.lines:
         np.testing.assert_array_equal(line.get_xdata(), X)
     assert [line.get_label() for line in _labelled(ax)] == SHOWN == _legend(ax)
+
+
+def test_the_aggregate_figures_note_an_empty_table_and_draw_on_the_axes_given() -> None:
+    """Their data are read back in tests/test_analysis_across_envs.py; here, the edges."""
+    profile = pd.DataFrame(columns=["config", "tau", "fraction", "low", "high"])
+    curves = pd.DataFrame(columns=["config", "x", "iqm", "low", "high"])
+    for draw, table in ((plot_performance_profile, profile), (plot_sample_efficiency, curves)):
+        ax = new_axes()
+        assert draw(table, ax=ax) is ax
+        assert ax.texts[0].get_text() == "no configuration ran on every environment"
+    axes = plot_aggregate_metrics(pd.DataFrame(columns=["config", "envs", "runs_per_env"]))
+    assert len(axes) == len(AGGREGATE_PANELS)
+    assert all(ax.texts[0].get_text().startswith("no configuration") for ax in axes)
+    with pytest.raises(ValueError, match="need 4 Axes"):
+        plot_aggregate_metrics(pd.DataFrame(), axes=[new_axes()])
+
+
+def test_one_run_per_environment_draws_estimates_without_interval_bars() -> None:
+    table = pd.DataFrame(
+        {
+            "config": [FIRST, SECOND],
+            "envs": "a, b",
+            "runs_per_env": 1,
+            **{name: [0.25, 0.75] for name, _ in AGGREGATE_PANELS},
+            **{f"{name}_ci": [[np.nan, np.nan]] * 2 for name, _ in AGGREGATE_PANELS},
+        }
+    )
+    for ax in plot_aggregate_metrics(table):
+        assert not ax.patches  # no interval to span
+        ticks = [np.asarray(line.get_xdata(), np.float64)[0] for line in ax.lines]
+        assert ticks == [0.25, 0.75]
+    title = ax.get_figure().get_suptitle()  # type: ignore[union-attr]
+    assert "over 2 environments, 1 run on each:\na, b\n" in title
