@@ -726,7 +726,7 @@ def _parse_per_env(value: object, env_ids: Sequence[str], p: _Problems) -> dict[
     """`per_env`: for environments of `env`, their own budget, eval, agent and scores."""
     if value is None:
         return {}
-    if not isinstance(value, dict) or not value:
+    if not isinstance(value, dict):
         p.add(
             "per_env",
             f"{_describe(value)}: give a mapping of env id: {{budget: ..., eval: ..., agent: "
