@@ -2,11 +2,15 @@
 
 Checked without Docker: the helper itself, a pytest run of a test that uses it (exit status and
 report), and the container tests' step runner given a stand-in e2e.sh that finds no engine.
+Checked with the real engine's binaries: a container test run under CI=true where the real
+dockerd cannot start (a read-only data root) fails, naming why; without CI=true it skips.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests import test_docker_e2e
-from tests.conftest import skip_or_fail, strict
+from tests.conftest import in_mount_namespace, skip_or_fail, strict
 
 REPO = Path(__file__).resolve().parents[1]
 REASON = "no Docker engine: dockerd would not start here"
@@ -103,3 +107,28 @@ def test_the_container_tests_fail_under_ci_when_e2e_sh_finds_no_engine(
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match=REASON):
         test_docker_e2e.run_steps(setup, "engine")
+
+
+@pytest.mark.docker
+def test_the_container_tests_fail_under_ci_where_dockerd_cannot_start() -> None:
+    # No stand-in: the real docker/e2e.sh starts the real dockerd, which cannot start on a
+    # read-only data root (in a mount namespace of this test's own, so only for this run). A
+    # running engine's socket is hidden first, so that e2e.sh finds none.
+    dockerd = shutil.which("dockerd")
+    if dockerd is None or os.geteuid() != 0:
+        pytest.skip("needs dockerd and root: the stand-in test above covers this machine")
+    shell = (
+        "mkdir -p /var/lib/docker && mount -t tmpfs -o ro tmpfs /var/lib/docker && "
+        "{ [ ! -S /var/run/docker.sock ] || mount --bind /dev/null /var/run/docker.sock; } && "
+        f"cd {shlex.quote(str(REPO))} && "
+        f"CI=@CI@ {shlex.quote(sys.executable)} -m pytest -q -rs -p no:cacheprovider "
+        "tests/test_docker_e2e.py -k test_image_runs_as_a_non_root_user"
+    )
+    strict_run = in_mount_namespace(shell.replace("@CI@", "true"), timeout=600)
+    assert strict_run.returncode == 1, strict_run.stdout + strict_run.stderr
+    assert "1 error" in strict_run.stdout  # the engine fixture fails, so the test errors
+    assert "dockerd would not start here" in strict_run.stdout
+    assert "CI=true: a test that cannot run fails here" in strict_run.stdout
+    lax = in_mount_namespace(shell.replace("@CI@", "false"), timeout=600)
+    assert lax.returncode == 0, lax.stdout + lax.stderr
+    assert "1 skipped" in lax.stdout and "dockerd would not start here" in lax.stdout
