@@ -13,12 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from analysis.aggregate import (
+        AGGREGATE_KEYS,
         DEFAULT_THRESHOLDS,
         SUMMARY_KEYS,
+        AcrossEnvs,
         aggregate_curves,
+        aggregate_table,
         default_threshold,
         improvement_matrix,
         per_trial_scores,
+        performance_profiles,
+        sample_efficiency,
+        select_across_envs,
         summary_table,
     )
     from analysis.alignment import (
@@ -30,15 +36,19 @@ if TYPE_CHECKING:
         smooth_per_seed,
     )
     from analysis.load import Results, ResultsError, load_results
+    from analysis.normalization import SCORES, ScoreRange, normalized, score_range
     from analysis.plots import (
+        plot_aggregate_metrics,
         plot_final_performance,
         plot_learning_curves,
+        plot_performance_profile,
         plot_probability_of_improvement,
         plot_q_statistics,
+        plot_sample_efficiency,
         plot_seed_variance,
         plot_steps_to_threshold,
     )
-    from analysis.report import format_summary, render_all
+    from analysis.report import draw_figures, format_summary, render_all
     from analysis.schema import SchemaError, check_file, check_folder
     from analysis.stats import (
         Interval,
@@ -54,6 +64,20 @@ if TYPE_CHECKING:
     )
 
 _MODULE_OF = {
+    "AGGREGATE_KEYS": "analysis.aggregate",
+    "AcrossEnvs": "analysis.aggregate",
+    "aggregate_table": "analysis.aggregate",
+    "performance_profiles": "analysis.aggregate",
+    "sample_efficiency": "analysis.aggregate",
+    "select_across_envs": "analysis.aggregate",
+    "SCORES": "analysis.normalization",
+    "ScoreRange": "analysis.normalization",
+    "normalized": "analysis.normalization",
+    "score_range": "analysis.normalization",
+    "plot_aggregate_metrics": "analysis.plots",
+    "plot_performance_profile": "analysis.plots",
+    "plot_sample_efficiency": "analysis.plots",
+    "draw_figures": "analysis.report",
     "DEFAULT_THRESHOLDS": "analysis.aggregate",
     "SUMMARY_KEYS": "analysis.aggregate",
     "aggregate_curves": "analysis.aggregate",
@@ -104,13 +128,18 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AGGREGATE_KEYS",
     "DEFAULT_THRESHOLDS",
+    "SCORES",
     "SUMMARY_KEYS",
+    "AcrossEnvs",
     "Interval",
     "Results",
     "ResultsError",
     "SchemaError",
+    "ScoreRange",
     "aggregate_curves",
+    "aggregate_table",
     "align",
     "align_episodes",
     "align_evals",
@@ -122,22 +151,31 @@ __all__ = [
     "check_file",
     "check_folder",
     "default_threshold",
+    "draw_figures",
     "format_summary",
     "improvement_matrix",
     "iqm",
     "load_results",
     "mean",
+    "normalized",
     "per_trial_scores",
+    "performance_profiles",
+    "plot_aggregate_metrics",
     "plot_final_performance",
     "plot_learning_curves",
+    "plot_performance_profile",
     "plot_probability_of_improvement",
     "plot_q_statistics",
+    "plot_sample_efficiency",
     "plot_seed_variance",
     "plot_steps_to_threshold",
     "probability_of_improvement",
     "probability_of_improvement_ci",
     "render_all",
     "resample_indices",
+    "sample_efficiency",
+    "score_range",
+    "select_across_envs",
     "smooth_per_seed",
     "steps_to_threshold",
     "summary_table",
