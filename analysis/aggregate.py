@@ -660,10 +660,7 @@ def performance_profiles(
                 }
             )
         )
-    columns = ["config", "tau", "fraction", "low", "high"]
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    out.attrs.update(confidence=confidence, envs=list(across.envs), runs=across.runs_per_env)
-    return out
+    return _across_table(parts, ["config", "tau", "fraction", "low", "high"], across, confidence)
 
 
 def normalized_eval_curves(
@@ -753,7 +750,14 @@ def sample_efficiency(
                 }
             )
         )
-    columns = ["config", "x", "iqm", "low", "high"]
+    return _across_table(parts, ["config", "x", "iqm", "low", "high"], across, confidence)
+
+
+def _across_table(
+    parts: list[pd.DataFrame], columns: list[str], across: AcrossEnvs, confidence: float
+) -> pd.DataFrame:
+    """The configurations' `parts` as one table (empty with `columns` if none), carrying in
+    ``attrs`` what its captions say: the confidence, the environments and the runs on each."""
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     out.attrs.update(confidence=confidence, envs=list(across.envs), runs=across.runs_per_env)
     return out
