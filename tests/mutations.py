@@ -178,6 +178,33 @@ MUTATIONS: tuple[Mutation, ...] = (
             "test_epsilon_greedy_explores_with_probability_epsilon_and_the_same_with_numpy",
         ),
     ),
+    Mutation(
+        "several environments: a task groups seeds of one label across environments",
+        "sweeps/plan.py",
+        " or trial.env_id != first.env_id",
+        "",
+        ("tests/test_sweeps_envs.py::test_a_task_never_mixes_environments",),
+    ),
+    Mutation(
+        "several environments: a problem on one env only is not named with its env",
+        "sweeps/spec.py",
+        " (with env {', '.join(envs)})\")",
+        '")',
+        (
+            "tests/test_sweeps_envs.py::"
+            "test_a_shared_value_bad_for_one_preset_only_names_that_environment",
+        ),
+    ),
+    Mutation(
+        "several environments: every env over CartPole's preset instead of its own",
+        "sweeps/spec.py",
+        "base = {**default_config(env_id).to_dict(), **agent}",
+        'base = {**default_config("CartPole-v1").to_dict(), **agent}',
+        (
+            "tests/test_sweeps_envs.py::"
+            "test_trials_are_envs_by_configurations_by_seeds_each_env_over_its_own_preset",
+        ),
+    ),
 )
 
 

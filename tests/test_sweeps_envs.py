@@ -58,9 +58,12 @@ def test_trials_are_envs_by_configurations_by_seeds_each_env_over_its_own_preset
     ]
     lunar = spec.part("LunarLander-v3").configs[0].agent
     preset = default_config("LunarLander-v3")
-    assert preset != default_config("CartPole-v1")  # else this test would show nothing
-    # The preset's settings where the spec says nothing, the spec's where it does.
-    assert lunar.hidden_sizes == preset.hidden_sizes and lunar.gamma == preset.gamma
+    cartpole = default_config("CartPole-v1")
+    # The preset's settings where the spec says nothing (these differ from CartPole's) ...
+    for key in ("lr", "target_update_every", "epsilon_end", "epsilon_decay_steps"):
+        assert getattr(preset, key) != getattr(cartpole, key)
+        assert getattr(lunar, key) == getattr(preset, key)
+    # ... and the spec's where it does.
     assert (lunar.batch_size, lunar.buffer_size) == (16, 300)
     assert spec.part("CartPole-v1").configs[1].agent.double
 
