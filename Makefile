@@ -62,7 +62,7 @@ bench-learning: setup
 	$(BIN)/python -m benchmarks.bench_learning --env CartPole-v1
 	$(BIN)/python -m benchmarks.bench_learning --env LunarLander-v3
 	$(BIN)/python -m benchmarks.bench_learning --env MinAtar/SpaceInvaders-v0
-	$(BIN)/python -m benchmarks.bench_learning --env MinAtar/Breakout-v0
+	$(BIN)/python -m benchmarks.bench_learning --env MinAtar/Breakout-v0 --processes 2
 
 # The smoke sweep on a Ray cluster in containers (a head and 2 workers, token auth): builds the
 # images (without a registry where needed), runs the sweep through the head, leaves
