@@ -6,11 +6,12 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+import yaml
 
 STRICT_ENV = "CI"
 """Set to ``true`` (as `.ci/run` does), a test that cannot run here fails instead of skipping."""
@@ -112,3 +113,29 @@ def in_mount_namespace(shell: str, *, timeout: float = 300) -> subprocess.Comple
     if "mount:" in done.stderr:
         pytest.skip(f"cannot mount here: {done.stderr.strip()}")
     return done
+
+
+def spec_with(text: str, changes: Mapping[str, object], *, width: int | None = None) -> str:
+    """The spec `text` with top-level keys replaced (None removes a key), as YAML again."""
+    data = yaml.safe_load(text)
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return yaml.safe_dump(data, sort_keys=False, width=width)
+
+
+def run_analysis_cli(argv: list[str]) -> int:
+    """`dqn-sweep plot` or `summary` with `argv`, in this process; its exit code."""
+    import argparse
+
+    from analysis.cli import add_plot_parser, add_summary_parser
+
+    parser = argparse.ArgumentParser(prog="dqn-sweep")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_plot_parser(subparsers)
+    add_summary_parser(subparsers)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code

@@ -7,7 +7,6 @@ evaluation, normalized by hand) and `analysis.across_tasks`, never from `analysi
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -37,12 +36,13 @@ from analysis.aggregate import (
     select_across_envs,
     summary_table,
 )
-from analysis.cli import EXIT_BAD_INPUT, EXIT_OK, add_plot_parser, add_summary_parser
+from analysis.cli import EXIT_BAD_INPUT, EXIT_OK
 from analysis.load import load_results
 from analysis.plots import config_colors
 from analysis.report import _per_env, draw_figures, facet_shape, format_summary
 from analysis.stats import FloatArray
 from analysis.synthetic import RETURN_SCALES, write_sweep
+from tests.conftest import run_analysis_cli
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 CONFIGS = ("dqn", "double", "dueling")
@@ -61,14 +61,7 @@ STATISTICS = {
 }
 
 
-def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dqn-sweep")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_plot_parser(subparsers)
-    add_summary_parser(subparsers)
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+_run = run_analysis_cli
 
 
 @pytest.fixture(scope="module")

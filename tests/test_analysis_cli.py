@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -15,19 +14,12 @@ import pytest
 import analysis.cli
 import analysis.report
 from analysis.aggregate import SUMMARY_KEYS
-from analysis.cli import EXIT_BAD_INPUT, EXIT_OK, add_plot_parser, add_summary_parser
+from analysis.cli import EXIT_BAD_INPUT, EXIT_OK
 from analysis.normalization import ScoreRange
 from analysis.synthetic import write_sweep
+from tests.conftest import run_analysis_cli
 
-
-def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dqn-sweep")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_plot_parser(subparsers)
-    add_summary_parser(subparsers)
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+_run = run_analysis_cli
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from analysis.schema import TRIALS, write_parquet_atomic
 from analysis.synthetic import write_sweep
@@ -21,7 +20,7 @@ from dqn_agent import AgentConfig, ConfigError, TrialSpec
 from sweeps.cli import main
 from sweeps.spec import MAX_TRIALS, SpecError, parse_spec
 from sweeps.store import TrialOutcome, trial_row
-from tests.conftest import TINY_SPEC, in_mount_namespace
+from tests.conftest import TINY_SPEC, in_mount_namespace, spec_with
 
 MOST_OUTPUT = 4_000
 """Most characters a refusal may print: a few lines, whatever the input."""
@@ -30,13 +29,7 @@ BIG = 2**63  # one past what the results tables hold
 
 def _with(**changes: object) -> str:
     """The tiny spec with top-level keys replaced (None removes a key)."""
-    data = yaml.safe_load(TINY_SPEC)
-    for key, value in changes.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return yaml.safe_dump(data, sort_keys=False, width=10**9)
+    return spec_with(TINY_SPEC, changes, width=10**9)
 
 
 def _laughs(levels: int) -> str:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from dqn_agent import default_config
 from sweeps.cli import main
 from sweeps.plan import expand, make_plan
 from sweeps.spec import SpecError, parse_spec
-from tests.conftest import write_spec
+from tests.conftest import spec_with, write_spec
 
 STUDY = """\
 name: study
@@ -36,13 +35,7 @@ per_env:
 
 def _study(**changes: object) -> str:
     """The study with top-level keys replaced (None removes a key)."""
-    data = yaml.safe_load(STUDY)
-    for key, value in changes.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return yaml.safe_dump(data, sort_keys=False)
+    return spec_with(STUDY, changes)
 
 
 def test_trials_are_envs_by_configurations_by_seeds_each_env_over_its_own_preset() -> None:

@@ -12,12 +12,12 @@ import types
 from pathlib import Path
 
 import pytest
-import yaml
 
 import dqn_agent.config
 from dqn_agent import AgentConfig, Budget, ConfigError, EvalSettings
 from sweeps.cli import main
 from sweeps.spec import SpecError, load_spec, parse_spec
+from tests.conftest import spec_with
 
 SPECS = sorted((Path(__file__).parents[1] / "sweeps" / "specs").glob("*.yaml"))
 
@@ -35,13 +35,7 @@ grid:
 
 def _with(**changes: object) -> str:
     """The valid spec with top-level keys replaced (None removes a key)."""
-    data = yaml.safe_load(VALID)
-    for key, value in changes.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return yaml.safe_dump(data, sort_keys=False)
+    return spec_with(VALID, changes)
 
 
 # (case, spec text, key path the message must name, words it must contain)
