@@ -554,6 +554,22 @@ def plot_aggregate_metrics(
     return axes
 
 
+def _lines_with_bands(
+    ax: Axes,
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    colors: Mapping[str, Color],
+    names: Mapping[str, str],
+) -> None:
+    """Per configuration of `frame`, the line `y` over `x` on its band from ``low`` to
+    ``high``, in the configuration's colour."""
+    for config, rows in frame.groupby("config", sort=False):
+        color = colors[str(config)]
+        ax.fill_between(rows[x], rows["low"], rows["high"], color=color, alpha=BAND_ALPHA, lw=0)
+        ax.plot(rows[x], rows[y], color=color, lw=2.0, label=names[str(config)])
+
+
 def plot_performance_profile(
     profile: pd.DataFrame,
     *,
@@ -578,10 +594,7 @@ def plot_performance_profile(
     configs = _configs(profile)
     colors = config_colors(configs) if colors is None else colors
     names = display_labels(configs)
-    for config, rows in profile.groupby("config", sort=False):
-        color = colors[str(config)]
-        ax.fill_between(rows["tau"], rows["low"], rows["high"], color=color, alpha=BAND_ALPHA, lw=0)
-        ax.plot(rows["tau"], rows["fraction"], color=color, lw=2.0, label=names[str(config)])
+    _lines_with_bands(ax, profile, "tau", "fraction", colors, names)
     for level in (0.0, 1.0):
         ax.axvline(level, color="0.5", ls=":", lw=1.0, label="_random and reference")
     ax.set_ylim(-0.02, 1.02)
@@ -619,10 +632,7 @@ def plot_sample_efficiency(
     configs = _configs(curves)
     colors = config_colors(configs) if colors is None else colors
     names = display_labels(configs)
-    for config, rows in curves.groupby("config", sort=False):
-        color = colors[str(config)]
-        ax.fill_between(rows["x"], rows["low"], rows["high"], color=color, alpha=BAND_ALPHA, lw=0)
-        ax.plot(rows["x"], rows["iqm"], color=color, lw=2.0, label=names[str(config)])
+    _lines_with_bands(ax, curves, "x", "iqm", colors, names)
     ax.set_xlabel("environment steps (up to the shortest environment's budget)")
     ax.set_ylabel("IQM of normalized evaluation return\n(0: random policy, 1: reference score)")
     if title is None:
